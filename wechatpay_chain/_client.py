@@ -1,0 +1,557 @@
+"""Client: configuration, connection pools, derived clients and the sync bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import sniffio
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import crypto
+from ._chain import Chain
+from ._exceptions import InvalidArgumentError
+from ._middlewares import (
+    DecodeAnswer,
+    ExpandTemplate,
+    RsaSigner,
+    SignRequest,
+    VerifyAnswer,
+    placeholders,
+)
+from ._pipeline import Handler, Middleware, Request, Stack
+from ._platform import PlatformKeys
+
+__all__ = ["DEFAULT_BASE_URL", "Client", "Config"]
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
+
+# WeChat Pay closes idle connections after about 8 s: expire ours first. 64 requests in
+# flight should not churn connections, so the keep-alive pool is as large as the pool.
+DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0)
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+_OPTIONS = frozenset(
+    {
+        "json",
+        "xml",
+        "query",
+        "headers",
+        "body",
+        "security",
+        "nonceless",
+        "base_url",
+        "base_uri",
+        "sink",
+        "timeout",
+        "extensions",
+    }
+)
+_HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).parameters) - {
+    "self",
+    "base_url",
+    "cert",
+}
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=64)
+def normalize_base_url(value: str, what: str = "base_url") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a str URL, got {type(value).__name__}")
+    url = httpx.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidArgumentError(f"{what} must be an http(s) URL with a host, got {value!r}")
+    if url.query or url.fragment:
+        raise InvalidArgumentError(f"{what} must not carry a query or fragment: {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{name} must be a non-empty str, got {type(value).__name__}")
+    return value
+
+
+class Config:
+    """What a client knows about its merchant. Shared by derived clients; never printed."""
+
+    __slots__ = (
+        "apiv3_key",
+        "base_url",
+        "merchant_cert",
+        "merchant_key",
+        "merchant_key_password",
+        "mchid",
+        "platform_keys",
+        "private_key",
+        "secret",
+        "serial",
+    )
+
+    def __init__(
+        self,
+        *,
+        mchid: str | None = None,
+        serial: str | None = None,
+        private_key: object = None,
+        certs: Mapping[str, object] | None = None,
+        apiv3_key: str | bytes | None = None,
+        secret: str | None = None,
+        merchant_cert: object = None,
+        merchant_key: object = None,
+        merchant_key_password: str | bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+    ) -> None:
+        self.mchid = _optional_str("mchid", mchid)
+        self.serial = _optional_str("serial", serial)
+        self.private_key: rsa.RSAPrivateKey | None = (
+            None if private_key is None else crypto.load_private_key(private_key)
+        )
+        self.platform_keys = None if certs is None else PlatformKeys(certs)
+        self.apiv3_key = self._apiv3_key(apiv3_key)
+        self.secret = _optional_str("secret", secret)
+        self.merchant_cert = merchant_cert
+        self.merchant_key = merchant_key
+        self.merchant_key_password = merchant_key_password
+        self.base_url = normalize_base_url(base_url)
+        if (self.serial is None) != (self.private_key is None):
+            given, missing = ("serial", "private_key") if self.serial else ("private_key", "serial")
+            raise InvalidArgumentError(f"{given} is given but {missing} is not: APIv3 needs both")
+        if self.serial is not None and self.mchid is None:
+            raise InvalidArgumentError("mchid is required with serial and private_key")
+
+    @staticmethod
+    def _apiv3_key(value: str | bytes | None) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, bytes):
+            raise InvalidArgumentError(f"apiv3_key must be str or bytes, got {type(value).__name__}")
+        if len(value) != 32:
+            raise InvalidArgumentError(f"apiv3_key must be 32 bytes, got {len(value)}")
+        return value
+
+    def require_v3(self, need_key: bool = True) -> tuple[str, str]:
+        """``(mchid, serial)``, or a clear error naming what an APIv3 request lacks."""
+        missing = [
+            name
+            for name, value in (
+                ("mchid", self.mchid),
+                ("serial", self.serial),
+                ("private_key", self.private_key if need_key else True),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InvalidArgumentError(
+                f"APIv3 requests need mchid, serial and private_key; missing: {', '.join(missing)}"
+            )
+        assert self.mchid is not None and self.serial is not None
+        return self.mchid, self.serial
+
+    def __repr__(self) -> str:
+        return f"<Config mchid={self.mchid!r} serial={self.serial!r}>"
+
+
+def _loop_key() -> object:
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return asyncio.get_running_loop()
+
+
+class _LoopPools:
+    """The httpx clients of one event loop: plain, and mutual TLS made on first use."""
+
+    __slots__ = ("_make", "_secure", "plain")
+
+    def __init__(self, make: Callable[[bool], httpx.AsyncClient]) -> None:
+        self._make = make
+        self.plain = make(False)
+        self._secure: httpx.AsyncClient | None = None
+
+    def secure(self) -> httpx.AsyncClient:
+        if self._secure is None:
+            self._secure = self._make(True)
+        return self._secure
+
+    async def aclose(self) -> None:
+        await self.plain.aclose()
+        if self._secure is not None:
+            await self._secure.aclose()
+
+
+class _Portal:
+    """A daemon thread running an asyncio loop, where the ``*_sync`` verbs run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name="wechatpay-chain-sync", daemon=True)
+                thread.start()
+                ready.wait()
+                self._thread = thread
+                self._loop = loop
+            return self._loop
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = self._loop or self._start()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "a *_sync verb was called from the client's own I/O thread (inside a "
+                "middleware?): await the async verb there instead"
+            )
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        if threading.current_thread() is not thread:
+            asyncio.run_coroutine_threadsafe(closing(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if threading.current_thread() is not thread:
+            thread.join(timeout=10)
+            loop.close()
+
+
+class _Transport:
+    """Connection pools per event loop and the sync portal, shared by derived clients."""
+
+    def __init__(self, config: Config, httpx_options: dict[str, Any]) -> None:
+        self._config = config
+        self._options = httpx_options
+        self._pools: dict[object, _LoopPools] = {}
+        self._last: tuple[object, _LoopPools] | None = None
+        self._ssl_context: Any = None
+        self.portal = _Portal()
+
+    def _make(self, secure: bool) -> httpx.AsyncClient:
+        options = dict(self._options)
+        options.setdefault("limits", DEFAULT_LIMITS)
+        options.setdefault("timeout", DEFAULT_TIMEOUT)
+        if secure:
+            from ._mtls import merchant_ssl_context
+
+            if self._ssl_context is None:
+                self._ssl_context = merchant_ssl_context(self._config, options.get("verify", True))
+            options["verify"] = self._ssl_context
+        return httpx.AsyncClient(**options)
+
+    def current(self) -> _LoopPools:
+        key = _loop_key()
+        last = self._last
+        if last is not None and last[0] is key:
+            return last[1]
+        pools = self._pools.get(key)
+        if pools is None:
+            self._forget_closed_loops()
+            pools = self._pools[key] = _LoopPools(self._make)
+        self._last = (key, pools)
+        return pools
+
+    def _forget_closed_loops(self) -> None:
+        for key in [k for k in self._pools if isinstance(k, asyncio.AbstractEventLoop)]:
+            if key.is_closed():
+                del self._pools[key]
+
+    async def aclose_current(self) -> None:
+        key = _loop_key()
+        pools = self._pools.pop(key, None)
+        if self._last is not None and self._last[0] is key:
+            self._last = None
+        if pools is not None:
+            await pools.aclose()
+
+    def close(self) -> None:
+        self.portal.stop(self.aclose_current)
+
+
+class Client:
+    """A WeChat Pay merchant client; attribute and item access start a chain (DESIGN.md §3)."""
+
+    def __init__(
+        self,
+        *,
+        mchid: str | None = None,
+        serial: str | None = None,
+        private_key: object = None,
+        certs: Mapping[str, object] | None = None,
+        apiv3_key: str | bytes | None = None,
+        secret: str | None = None,
+        merchant_cert: object = None,
+        merchant_key: object = None,
+        merchant_key_password: str | bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        base_uri: str | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        unknown = sorted(set(httpx_options) - _HTTPX_OPTIONS)
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown Client option(s) {unknown}; httpx options allowed: "
+                f"{sorted(_HTTPX_OPTIONS)}"
+            )
+        config = Config(
+            mchid=mchid,
+            serial=serial,
+            private_key=private_key,
+            certs=certs,
+            apiv3_key=apiv3_key,
+            secret=secret,
+            merchant_cert=merchant_cert,
+            merchant_key=merchant_key,
+            merchant_key_password=merchant_key_password,
+            base_url=base_uri if base_uri is not None else base_url,
+        )
+        self._setup(config, _Transport(config, httpx_options), default_stack(config))
+
+    def _setup(self, config: Config, transport: _Transport, stack: Stack) -> None:
+        self._config = config
+        self._transport = transport
+        self._stack = stack
+        self._handler = stack.compose(self._transmit)
+        self._root = Chain(self, "")
+
+    def _derive(self, stack: Stack) -> Client:
+        derived = Client.__new__(Client)
+        derived._setup(self._config, self._transport, stack)
+        return derived
+
+    # --- chain entry points -------------------------------------------------------------
+    def __getattr__(self, name: str) -> Chain:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._root, name)  # type: ignore[no-any-return]
+
+    def __getitem__(self, path: str) -> Chain:
+        return self._root[path]
+
+    def chain(self, path: str) -> Chain:
+        """The node for ``path``, e.g. ``client.chain("v3/pay/transactions/native")``."""
+        return self._root[path]
+
+    @property
+    def v2(self) -> Chain:
+        return self._root.v2
+
+    @property
+    def v3(self) -> Chain:
+        return self._root.v3
+
+    # --- the pipeline -------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def middlewares(self) -> Stack:
+        """The named middleware stack, outermost first."""
+        return self._stack
+
+    def without(self, *names: str) -> Client:
+        """A client sharing this one's connections, without the named middlewares."""
+        return self._derive(self._stack.without(*names))
+
+    def replace(self, name: str, middleware: Middleware) -> Client:
+        """A client sharing this one's connections, with ``name`` replaced."""
+        return self._derive(self._stack.replace(name, middleware))
+
+    def insert(
+        self,
+        name: str,
+        middleware: Middleware,
+        *,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> Client:
+        """A client sharing this one's connections, with ``middleware`` added as ``name``."""
+        return self._derive(self._stack.insert(name, middleware, before=before, after=after))
+
+    def with_signer(self, rsa_sign: RsaSigner) -> Client:
+        """A client whose APIv3 signatures come from ``rsa_sign(message) -> base64`` (KMS/HSM)."""
+        return self.replace("signer", SignRequest(self._config, rsa_sign))
+
+    # --- sending ------------------------------------------------------------------------
+    def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
+        api = "v2" if template.startswith("v2/") else "v3"
+        params: dict[str, str] = {}
+        for name in placeholders(template):
+            value = options.pop(name, None)
+            if value is None:
+                raise InvalidArgumentError(f"placeholder {{{name}}} of {template!r} has no value")
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise InvalidArgumentError(
+                    f"placeholder {{{name}}} must be str or int, got {type(value).__name__}"
+                )
+            text = str(value)
+            if not text or text in (".", ".."):
+                raise InvalidArgumentError(f"placeholder {{{name}}} must not be {text!r}")
+            params[name] = text
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {sorted(unknown)} for {template!r}: neither an option nor "
+                f"one of its placeholders {list(placeholders(template))}"
+            )
+        base_url = options.get("base_url") or options.get("base_uri")
+        json_value = options.get("json")
+        headers = options.get("headers")
+        if headers is not None and not isinstance(headers, Mapping):
+            raise InvalidArgumentError("headers must be a mapping")
+        request = Request(
+            method=method,
+            template=template,
+            api=api,
+            params=params,
+            base_url=normalize_base_url(base_url) if base_url else self._config.base_url,
+            json=json_value,
+            has_json=json_value is not None,
+            xml=options.get("xml"),
+            query=options.get("query"),
+            headers=dict(headers) if headers else {},
+            body=options.get("body"),
+            security=bool(options.get("security", False)),
+            nonceless=bool(options.get("nonceless", False)),
+            sink=options.get("sink"),
+            timeout=options.get("timeout"),
+            extensions=options.get("extensions"),
+        )
+        self._check_body(request)
+        return request
+
+    @staticmethod
+    def _check_body(request: Request) -> None:
+        given = [n for n in ("json", "xml", "body") if getattr(request, n) is not None]
+        if len(given) > 1:
+            raise InvalidArgumentError(f"give one of json=, xml=, body=; got {given}")
+        if request.api == "v3":
+            for name in ("xml", "security", "nonceless"):
+                if getattr(request, name):
+                    raise InvalidArgumentError(
+                        f"{name}= is for APIv2 (v2/...) requests, not {request.template!r}"
+                    )
+        elif request.has_json:
+            raise InvalidArgumentError(
+                f"json= is for APIv3; {request.template!r} is APIv2: use xml="
+            )
+        if request.query is not None and not isinstance(request.query, Mapping):
+            raise InvalidArgumentError("query must be a mapping")
+        if request.xml is not None and not isinstance(request.xml, Mapping):
+            raise InvalidArgumentError("xml must be a mapping of field -> value")
+
+    def _send(self, method: str, template: str, options: dict[str, Any]) -> Awaitable[httpx.Response]:
+        return self._handler(self._build(method, template, options))
+
+    def _send_sync(self, method: str, template: str, options: dict[str, Any]) -> httpx.Response:
+        request = self._build(method, template, options)
+
+        async def call() -> httpx.Response:
+            return await self._handler(request)
+
+        return self._transport.portal.run(call)
+
+    async def _transmit(self, request: Request) -> httpx.Response:
+        pools = self._transport.current()
+        http = pools.secure() if request.security else pools.plain
+        built = http.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content,
+            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            extensions=request.extensions,
+        )
+        if request.sink is None:
+            return await http.send(built)
+        from ._sink import receive_into
+
+        return await receive_into(http, built, request.sink)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close this event loop's connections (and the sync bridge's, if started)."""
+        await self._transport.aclose_current()
+        if self._transport.portal._loop is not None:
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(self._transport.close)
+
+    def close(self) -> None:
+        """Close the sync bridge's connections and stop its thread."""
+        self._transport.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"<Client mchid={c.mchid!r} serial={c.serial!r} base_url={c.base_url!r} "
+            f"middlewares={list(self._stack.names)}>"
+        )
+
+
+def default_stack(config: Config) -> Stack:
+    """template -> transformer -> signer -> verifier -> transport."""
+    return Stack(
+        [
+            ("template", ExpandTemplate()),
+            ("transformer", DecodeAnswer()),
+            ("signer", SignRequest(config)),
+            ("verifier", VerifyAnswer(config)),
+        ]
+    )
+

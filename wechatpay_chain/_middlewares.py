@@ -1,0 +1,263 @@
+"""The default middlewares: template expansion, transformer, signer and verifier.
+
+Each handles both API versions; the protocol logic itself lives in ``_v3`` and ``_v2``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+
+from . import _v3, crypto
+from ._exceptions import APIError, InvalidArgumentError, VerificationError
+from ._formatter import Formatter
+from ._pipeline import Handler, Request
+
+if TYPE_CHECKING:
+    from ._client import Config
+
+__all__ = [
+    "UNSIGNED_V3_PATHS",
+    "DecodeAnswer",
+    "ExpandTemplate",
+    "SignRequest",
+    "VerifyAnswer",
+    "locate",
+]
+
+#: APIv3 paths whose answers WeChat Pay does not sign (file downloads). Matched as a prefix
+#: of the expanded path, so the `{media_id}` image download is covered by its folder.
+UNSIGNED_V3_PATHS: tuple[str, ...] = (
+    "v3/billdownload/file",
+    "v3/transferdownload/signfile",
+    "v3/transferdownload/elecvoucherfile",
+    "v3/merchant-service/images/",
+    "v3/new-tax-control-fapiao/download-invoice-file",
+)
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@lru_cache(maxsize=4096)
+def _parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Literal pieces and placeholder names of ``template``, alternating: lit, name, lit..."""
+    literals: list[str] = []
+    names: list[str] = []
+    rest = template
+    while True:
+        start = rest.find("{")
+        if start < 0:
+            if "}" in rest:
+                raise InvalidArgumentError(f"template {template!r} has an unmatched '}}'")
+            literals.append(rest)
+            break
+        end = rest.find("}", start)
+        if end < 0:
+            raise InvalidArgumentError(f"template {template!r} has an unmatched '{{'")
+        name = rest[start + 1 : end]
+        if not name or "{" in name:
+            raise InvalidArgumentError(f"template {template!r} has an empty or nested placeholder")
+        literals.append(rest[:start])
+        names.append(name)
+        rest = rest[end + 1 :]
+    return tuple(literals), tuple(names)
+
+
+def placeholders(template: str) -> tuple[str, ...]:
+    """The placeholder names of ``template`` in order."""
+    return _parts(template)[1]
+
+
+def expand(template: str, params: Mapping[str, str]) -> str:
+    """``template`` with each placeholder replaced by its percent-encoded value (RFC 6570 {var})."""
+    literals, names = _parts(template)
+    if not names:
+        return template
+    out = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
+        out.append(quote(params[name], safe=""))
+        out.append(literal)
+    return "".join(out)
+
+
+def encode_query(query: Mapping[str, Any]) -> str:
+    """``k=v&…`` in the given order; values percent-encoded except RFC 3986 unreserved."""
+    pairs = []
+    for key, value in query.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str | int):
+            raise InvalidArgumentError(
+                f"query[{key!r}] must be str or int, got {type(value).__name__}"
+            )
+        pairs.append(f"{quote(str(key), safe='')}={quote(str(value), safe='')}")
+    return "&".join(pairs)
+
+
+def locate(request: Request) -> None:
+    """Set ``url`` and ``target`` from ``base_url``, ``path`` and ``query``."""
+    base = request.base_url
+    qs = encode_query(request.query) if request.query else ""
+    suffix = request.path + ("?" + qs if qs else "")
+    request.url = base + suffix
+    request.target = _base_path(base) + suffix
+
+
+@lru_cache(maxsize=64)
+def _base_path(base_url: str) -> str:
+    return httpx.URL(base_url).raw_path.decode("ascii").split("?", 1)[0]
+
+
+class ExpandTemplate:
+    """``template``: placeholders expanded and percent-encoded, URL and target fixed."""
+
+    async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        template = request.template
+        if request.api == "v2":
+            template = template[3:]
+        request.path = expand(template, request.params)
+        locate(request)
+        return await call_next(request)
+
+
+def _text_body(body: Any) -> Any:
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return body
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, non-ASCII kept as is: the exact bytes that are signed and sent."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"json body cannot be serialised: {exc}") from None
+
+
+class DecodeAnswer:
+    """``transformer``: encodes the JSON body, turns 4xx/5xx answers into APIError."""
+
+    async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        if request.api == "v3":
+            if request.has_json:
+                request.content = dumps(request.json)
+                request.headers = {**_JSON_HEADERS, **request.headers}
+            else:
+                request.content = _text_body(request.body)
+                request.headers.setdefault("Accept", "application/json")
+            response = await call_next(request)
+            if response.status_code >= 400:
+                raise _v3_error(response)
+            return response
+        return await call_next(request)
+
+
+def _v3_error(response: httpx.Response) -> APIError:
+    code: str | None = None
+    message = response.reason_phrase or "error"
+    detail: Any = None
+    try:
+        data = json.loads(response.content) if response.content else None
+    except (ValueError, httpx.ResponseNotRead):
+        data = None
+    if isinstance(data, dict):
+        code = str(data["code"]) if data.get("code") is not None else None
+        message = str(data.get("message") or message)
+        detail = data.get("detail")
+    return APIError(
+        message, request=response.request, response=response, code=code, detail=detail
+    )
+
+
+RsaSigner = Callable[[bytes], Awaitable[str] | str]
+
+
+class SignRequest:
+    """``signer``: APIv3 ``Authorization`` header over the exact target and body.
+
+    ``rsa_sign`` replaces the local private key, e.g. with a KMS/HSM call that returns the
+    base64 signature of the message it is given (sync or async).
+    """
+
+    def __init__(self, config: Config, rsa_sign: RsaSigner | None = None) -> None:
+        self._config = config
+        self._rsa_sign = rsa_sign
+
+    async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        if request.api == "v3":
+            config = self._config
+            mchid, serial = config.require_v3(self._rsa_sign is None)
+            timestamp = str(int(time.time()))
+            nonce = Formatter.nonce(32)
+            content = request.content
+            body = request.state.get("signed_body")
+            if body is None:
+                body = content if isinstance(content, bytes) else b""
+            message = _v3.request_message(request.method, request.target, timestamp, nonce, body)
+            if self._rsa_sign is None:
+                assert config.private_key is not None
+                signature = crypto.sign_sha256_rsa(message, config.private_key)
+            else:
+                result = self._rsa_sign(message)
+                signature = result if isinstance(result, str) else await result
+            request.headers["Authorization"] = _v3.authorization(
+                mchid, serial, timestamp, nonce, signature
+            )
+        return await call_next(request)
+
+
+def is_unsigned_v3(path: str) -> bool:
+    return path.startswith(UNSIGNED_V3_PATHS)
+
+
+class VerifyAnswer:
+    """``verifier``: the answer's signature, timestamp and serial must check out."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        response = await call_next(request)
+        if request.api == "v3":
+            self.check_v3(request, response)
+        return response
+
+    def check_v3(self, request: Request, response: httpx.Response) -> None:
+        if is_unsigned_v3(request.path):
+            return
+        headers = response.headers
+        if response.status_code >= 400 and "Wechatpay-Signature" not in headers:
+            return  # an unsigned error: the transformer raises APIError, nothing is trusted
+        keys = self._config.platform_keys
+        if keys is None:
+            raise InvalidArgumentError(
+                "certs is required to verify APIv3 answers: give the platform certificate or "
+                "public key (PUB_KEY_ID_…) it signs with"
+            )
+        now = time.time()
+        try:
+            signed = _v3.signed_headers(headers, now=now)
+            if request.sink is not None:
+                raise VerificationError("a streamed (sink=) answer of a signed endpoint")
+            message = _v3.response_message(signed.timestamp, signed.nonce, response.content)
+            keys.verify(
+                signed.serial,
+                message,
+                signed.signature,
+                now=datetime.fromtimestamp(now, timezone.utc),
+            )
+        except VerificationError as exc:
+            request_id = headers.get("Request-ID")
+            where = f" (Request-ID {request_id})" if request_id else ""
+            raise VerificationError(
+                f"{request.method} {request.template}: {exc}{where}"
+            ) from None

@@ -1,0 +1,435 @@
+"""The fake WeChat Pay server: checks signed requests, signs its answers, can misbehave."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from .. import _v3, crypto
+from .._exceptions import VerificationError
+from ._http import HTTPReply, HTTPRequest, ServerThread
+
+__all__ = ["FAULTS", "FakeRequest", "FakeWechatPay", "Merchant", "Reply"]
+
+#: What ``misbehave`` can make the server do to the next matching answers.
+FAULTS = frozenset(
+    {
+        "tamper_signature",  # the signature no longer matches
+        "tamper_body",  # the body is changed after signing
+        "stale_timestamp",  # signed 6 minutes ago
+        "unknown_serial",  # signed by a serial the client does not know
+        "no_signature",  # no Wechatpay-* headers
+        "status_500",  # 500 SYSTEM_ERROR (signed)
+        "status_429",  # 429 FREQUENCY_LIMITED (signed)
+        "slow",  # answer after `delay` seconds
+        "close_connection",  # drop the connection without answering
+    }
+)
+
+PUBLIC_KEY_ID = "PUB_KEY_ID_0114232134912410000000000000"
+
+
+def _hex_serial(nbytes: int = 20) -> str:
+    return secrets.token_hex(nbytes).upper().lstrip("0") or "1"
+
+
+def generate_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def self_signed(key: rsa.RSAPrivateKey, serial: int, name: str, days: int = 365) -> x509.Certificate:
+    """A certificate like WeChat Pay's platform ones, for tests."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@dataclass(slots=True)
+class Merchant:
+    """A merchant the fake server knows: its keys are generated unless given."""
+
+    mchid: str
+    serial: str
+    private_key: rsa.RSAPrivateKey
+    secret: str
+    apiv3_key: str
+
+    @classmethod
+    def generate(cls, mchid: str = "1900000001") -> Merchant:
+        return cls(
+            mchid=mchid,
+            serial=_hex_serial(),
+            private_key=generate_key(),
+            secret=secrets.token_hex(16),
+            apiv3_key=secrets.token_hex(16),
+        )
+
+
+@dataclass(slots=True)
+class PlatformSigner:
+    """A key the fake server signs answers with, named by certificate serial or public-key id."""
+
+    serial: str
+    private_key: rsa.RSAPrivateKey
+    certificate: x509.Certificate | None = None
+
+    @property
+    def public(self) -> bytes:
+        if self.certificate is not None:
+            return self.certificate.public_bytes(serialization.Encoding.PEM)
+        return public_pem(self.private_key.public_key())
+
+
+@dataclass(slots=True)
+class FakeRequest:
+    """A request as the fake server received and checked it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    template: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    mchid: str | None = None
+    tls_client_cert: bool = False
+    data: Any = None  # parsed JSON (APIv3) or XML fields (APIv2)
+
+    @property
+    def json(self) -> Any:
+        return self.data
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a handler answers; a dict is shorthand for ``Reply(200, json=dict)``."""
+
+    status: int = 200
+    json: Any = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[FakeRequest], Any]
+
+
+@dataclass(slots=True)
+class _Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    handler: Handler
+
+
+@dataclass(slots=True)
+class _Fault:
+    kind: str
+    remaining: int
+    template: str | None
+    delay: float
+
+
+def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    names: list[str] = []
+    regex = ""
+    for piece in re.split(r"(\{[^{}]+\})", template):
+        if piece.startswith("{") and piece.endswith("}"):
+            names.append(piece[1:-1])
+            regex += "([^/]+)"
+        else:
+            regex += re.escape(piece)
+    return re.compile(regex + r"\Z"), tuple(names)
+
+
+class FakeWechatPay:
+    """A fake WeChat Pay on loopback for tests, demos and benchmarks.
+
+    ``mode`` chooses how answers are signed: ``"public_key"`` (``PUB_KEY_ID_…``) or
+    ``"certificate"`` (a platform certificate serial). The client from ``client()`` trusts
+    both, so a test can switch modes at will.
+    """
+
+    def __init__(self, *, merchant: Merchant | None = None, mode: str = "public_key") -> None:
+        self.merchant = merchant or Merchant.generate()
+        self.merchants: dict[str, Merchant] = {self.merchant.mchid: self.merchant}
+        key = generate_key()
+        self.public_key_signer = PlatformSigner(PUBLIC_KEY_ID, key)
+        cert_key = generate_key()
+        certificate = self_signed(cert_key, int(_hex_serial(19), 16), "Tenpay.com Root CA")
+        self.certificate_signer = PlatformSigner(
+            crypto.certificate_serial(certificate), cert_key, certificate
+        )
+        self.mode = mode
+        self.requests: list[FakeRequest] = []
+        self._routes: list[_Route] = []
+        self._faults: deque[_Fault] = deque()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.state: dict[str, Any] = {}
+        self._server = ServerThread(self._handle, ssl_context=None)
+        from . import _seeds
+
+        _seeds.install(self)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> FakeWechatPay:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> FakeWechatPay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.port}/"
+
+    def drop_connections(self) -> None:
+        self._server.drop_connections()
+
+    # --- what a client needs ------------------------------------------------------------
+    @property
+    def signer(self) -> PlatformSigner:
+        return self.certificate_signer if self.mode == "certificate" else self.public_key_signer
+
+    def certs(self) -> dict[str, bytes]:
+        """The platform keys a client should trust: the public key and the certificate."""
+        return {
+            self.public_key_signer.serial: self.public_key_signer.public,
+            self.certificate_signer.serial: self.certificate_signer.public,
+        }
+
+    def client_options(self, merchant: Merchant | None = None) -> dict[str, Any]:
+        m = merchant or self.merchant
+        return {
+            "mchid": m.mchid,
+            "serial": m.serial,
+            "private_key": private_pem(m.private_key),
+            "certs": self.certs(),
+            "apiv3_key": m.apiv3_key,
+            "secret": m.secret,
+            "base_url": self.base_url,
+        }
+
+    def client(self, **overrides: Any) -> Any:
+        from .._client import Client
+
+        return Client(**{**self.client_options(), **overrides})
+
+    # --- behaviour ----------------------------------------------------------------------
+    def route(self, method: str, template: str, handler: Handler) -> None:
+        """Answer ``method template`` with ``handler`` (replacing an earlier route)."""
+        pattern, names = _compile(template)
+        route = _Route(method.upper(), template, pattern, names, handler)
+        with self._lock:
+            self._routes = [
+                r for r in self._routes if (r.method, r.template) != (route.method, template)
+            ]
+            self._routes.insert(0, route)
+
+    def misbehave(
+        self, kind: str, *, times: int = 1, template: str | None = None, delay: float = 1.0
+    ) -> None:
+        """Make the next ``times`` answers (to ``template``, if given) go wrong as ``kind``."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(FAULTS)}")
+        with self._lock:
+            self._faults.append(_Fault(kind, times, template, delay))
+
+    def reset(self) -> None:
+        """Forget recorded requests, pending faults, state and custom routes."""
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+            self.state.clear()
+            self._routes = []
+        self.mode = "public_key"
+        from . import _seeds
+
+        _seeds.install(self)
+
+    def next_id(self, prefix: str = "") -> str:
+        return f"{prefix}{int(time.time())}{next(self._ids):08d}"
+
+    def _take_fault(self, template: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.template is None or fault.template == template:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # --- the request path ---------------------------------------------------------------
+    async def _handle(self, http: HTTPRequest) -> HTTPReply | None:
+        path, _, raw_query = http.target.partition("?")
+        if path.startswith("/v3/") or path == "/v3":
+            return await self._handle_v3(http, path, raw_query)
+        from . import _v2fake
+
+        return await _v2fake.handle(self, http, path, raw_query)
+
+    def _match(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+        for route in self._routes:
+            if route.method != method:
+                continue
+            found = route.pattern.match(path)
+            if found:
+                return route, {n: unquote(v) for n, v in zip(route.names, found.groups(), strict=True)}
+        return None
+
+    async def _handle_v3(self, http: HTTPRequest, path: str, raw_query: str) -> HTTPReply | None:
+        request = FakeRequest(
+            method=http.method,
+            path=path,
+            query=dict(parse_qsl(raw_query, keep_blank_values=True)),
+            headers=http.headers,
+            body=http.body,
+        )
+        try:
+            request.mchid = self.check_v3_signature(http, request.body)
+        except VerificationError as exc:
+            self.requests.append(request)
+            return self._answer(401, {"code": "SIGN_ERROR", "message": f"签名错误: {exc}"}, None)
+        matched = self._match(http.method, path.lstrip("/"))
+        if matched is None:
+            self.requests.append(request)
+            return self._answer(404, {"code": "NOT_FOUND", "message": "no such endpoint"}, None)
+        route, request.params = matched
+        request.template = route.template
+        content_type = http.headers.get("Content-Type", "")
+        if http.body and content_type.startswith("application/json"):
+            try:
+                request.data = json.loads(http.body)
+            except ValueError:
+                self.requests.append(request)
+                return self._answer(400, {"code": "PARAM_ERROR", "message": "body is not JSON"}, None)
+        self.requests.append(request)
+        fault = self._take_fault(route.template)
+        if fault is not None and fault.kind == "close_connection":
+            return None
+        if fault is not None and fault.kind == "status_500":
+            return self._answer(500, {"code": "SYSTEM_ERROR", "message": "系统错误"}, fault)
+        if fault is not None and fault.kind == "status_429":
+            return self._answer(429, {"code": "FREQUENCY_LIMITED", "message": "频率超限"}, fault)
+        result = route.handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+        reply = result if isinstance(result, Reply) else Reply(200, json=result)
+        return self._answer(reply.status, reply.json, fault, body=reply.body, headers=reply.headers)
+
+    def check_v3_signature(self, http: HTTPRequest, body: bytes) -> str:
+        """The mchid of a correctly signed request; VerificationError otherwise."""
+        auth = http.headers.get("Authorization")
+        if not auth:
+            raise VerificationError("no Authorization header")
+        fields = _v3.parse_authorization(auth)
+        merchant = self.merchants.get(fields["mchid"])
+        if merchant is None:
+            raise VerificationError(f"unknown mchid {fields['mchid']}")
+        if fields["serial_no"] != merchant.serial:
+            raise VerificationError("serial_no is not the merchant's certificate serial")
+        if abs(time.time() - int(fields["timestamp"])) > _v3.MAX_SKEW:
+            raise VerificationError("timestamp is stale")
+        signed_body = self.signed_body(http, body)
+        message = _v3.request_message(
+            http.method, http.target, fields["timestamp"], fields["nonce_str"], signed_body
+        )
+        if not crypto.verify_sha256_rsa(message, fields["signature"], merchant.private_key.public_key()):
+            raise VerificationError("signature does not verify")
+        return merchant.mchid
+
+    @staticmethod
+    def signed_body(http: HTTPRequest, body: bytes) -> bytes:
+        """What the merchant signed: the body, or the ``meta`` part of a multipart upload."""
+        if http.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            from ._multipart import meta_part
+
+            return meta_part(http.headers["Content-Type"], body)
+        return body
+
+    def _answer(
+        self,
+        status: int,
+        payload: Any,
+        fault: _Fault | None,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTTPReply:
+        if body is None:
+            body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+        kind = fault.kind if fault is not None else None
+        reply_headers = [("Request-ID", self.next_id("08"))]
+        if body and not (headers and "Content-Type" in headers):
+            reply_headers.append(("Content-Type", "application/json; charset=utf-8"))
+        reply_headers.extend((headers or {}).items())
+        if kind != "no_signature" and not (headers and headers.get("X-Unsigned")):
+            reply_headers.extend(self.sign_answer(body, kind))
+        if kind == "tamper_body":
+            body = body.replace(b"}", b',"tampered":true}', 1) if body else b"{}"
+            reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
+        return HTTPReply(status, body, reply_headers, fault.delay if kind == "slow" and fault else 0.0)
+
+    def sign_answer(self, body: bytes, kind: str | None = None) -> list[tuple[str, str]]:
+        """The ``Wechatpay-*`` headers for ``body``, honouring a signing fault."""
+        signer = self.signer
+        timestamp = str(int(time.time()) - (360 if kind == "stale_timestamp" else 0))
+        nonce = secrets.token_hex(16)
+        signature = crypto.sign_sha256_rsa(_v3.response_message(timestamp, nonce, body), signer.private_key)
+        if kind == "tamper_signature":
+            signature = ("A" if signature[0] != "A" else "B") + signature[1:]
+        serial = "UNKNOWN" + _hex_serial(8) if kind == "unknown_serial" else signer.serial
+        return [
+            ("Wechatpay-Timestamp", timestamp),
+            ("Wechatpay-Nonce", nonce),
+            ("Wechatpay-Signature", signature),
+            ("Wechatpay-Serial", serial),
+            ("Wechatpay-Signature-Type", _v3.AUTH_SCHEME),
+        ]
