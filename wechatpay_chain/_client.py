@@ -8,7 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import sniffio
@@ -25,7 +25,7 @@ from ._middlewares import (
     VerifyAnswer,
     placeholders,
 )
-from ._pipeline import Handler, Middleware, Request, Stack
+from ._pipeline import Middleware, Request, Stack
 from ._platform import PlatformKeys
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config"]
@@ -34,7 +34,9 @@ DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
 
 # WeChat Pay closes idle connections after about 8 s: expire ours first. 64 requests in
 # flight should not churn connections, so the keep-alive pool is as large as the pool.
-DEFAULT_LIMITS = httpx.Limits(max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0)
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0
+)
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 _OPTIONS = frozenset(
@@ -88,10 +90,10 @@ class Config:
     __slots__ = (
         "apiv3_key",
         "base_url",
+        "mchid",
         "merchant_cert",
         "merchant_key",
         "merchant_key_password",
-        "mchid",
         "platform_keys",
         "private_key",
         "secret",
@@ -103,7 +105,7 @@ class Config:
         *,
         mchid: str | None = None,
         serial: str | None = None,
-        private_key: object = None,
+        private_key: crypto.PrivateKeyLike | None = None,
         certs: Mapping[str, object] | None = None,
         apiv3_key: str | bytes | None = None,
         secret: str | None = None,
@@ -124,9 +126,9 @@ class Config:
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password
         self.base_url = normalize_base_url(base_url)
-        if (self.serial is None) != (self.private_key is None):
-            given, missing = ("serial", "private_key") if self.serial else ("private_key", "serial")
-            raise InvalidArgumentError(f"{given} is given but {missing} is not: APIv3 needs both")
+        # serial without private_key is allowed: the key may live in a KMS (with_signer).
+        if self.private_key is not None and self.serial is None:
+            raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")
         if self.serial is not None and self.mchid is None:
             raise InvalidArgumentError("mchid is required with serial and private_key")
 
@@ -137,7 +139,9 @@ class Config:
         if isinstance(value, str):
             value = value.encode("utf-8")
         if not isinstance(value, bytes):
-            raise InvalidArgumentError(f"apiv3_key must be str or bytes, got {type(value).__name__}")
+            raise InvalidArgumentError(
+                f"apiv3_key must be str or bytes, got {type(value).__name__}"
+            )
         if len(value) != 32:
             raise InvalidArgumentError(f"apiv3_key must be 32 bytes, got {len(value)}")
         return value
@@ -308,7 +312,7 @@ class Client:
         *,
         mchid: str | None = None,
         serial: str | None = None,
-        private_key: object = None,
+        private_key: crypto.PrivateKeyLike | None = None,
         certs: Mapping[str, object] | None = None,
         apiv3_key: str | bytes | None = None,
         secret: str | None = None,
@@ -407,7 +411,7 @@ class Client:
 
     # --- sending ------------------------------------------------------------------------
     def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
-        api = "v2" if template.startswith("v2/") else "v3"
+        api: Literal["v2", "v3"] = "v2" if template.startswith("v2/") else "v3"
         params: dict[str, str] = {}
         for name in placeholders(template):
             value = options.pop(name, None)
@@ -473,7 +477,9 @@ class Client:
         if request.xml is not None and not isinstance(request.xml, Mapping):
             raise InvalidArgumentError("xml must be a mapping of field -> value")
 
-    def _send(self, method: str, template: str, options: dict[str, Any]) -> Awaitable[httpx.Response]:
+    def _send(
+        self, method: str, template: str, options: dict[str, Any]
+    ) -> Awaitable[httpx.Response]:
         return self._handler(self._build(method, template, options))
 
     def _send_sync(self, method: str, template: str, options: dict[str, Any]) -> httpx.Response:
@@ -554,4 +560,3 @@ def default_stack(config: Config) -> Stack:
             ("verifier", VerifyAnswer(config)),
         ]
     )
-

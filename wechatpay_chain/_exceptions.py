@@ -4,7 +4,7 @@ The tree::
 
     WechatpayError                      every error this package raises on purpose
     ├── InvalidArgumentError (ValueError)   bad configuration or bad call input; nothing was sent
-    ├── VerificationError               an answer or notification failed verification: never trust it
+    ├── VerificationError           an answer or notification failed verification: do not trust it
     │   └── NotificationError           a webhook could not be verified or decrypted (has `.reason`)
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
     └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL

@@ -15,10 +15,11 @@ from urllib.parse import quote
 
 import httpx
 
-from . import _v3, crypto
+from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
 from ._pipeline import Handler, Request
+from ._transformer import Transformer
 
 if TYPE_CHECKING:
     from ._client import Config
@@ -158,7 +159,55 @@ class DecodeAnswer:
             if response.status_code >= 400:
                 raise _v3_error(response)
             return response
-        return await call_next(request)
+        if request.method != "GET":
+            request.headers.setdefault("Content-Type", "text/xml; charset=utf-8")
+        response = await call_next(request)
+        _raise_v2_failure(request, response)
+        return response
+
+
+def answer_fields(request: Request, response: httpx.Response) -> dict[str, Any] | None:
+    """The APIv2 answer as a dict (parsed once per request), or None for a non-XML body."""
+    cached = request.state.get("answer")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    if request.sink is not None or not response.content.lstrip()[:1] == b"<":
+        return None
+    fields = Transformer.to_dict(response.content)
+    request.state["answer"] = fields
+    return fields
+
+
+def _raise_v2_failure(request: Request, response: httpx.Response) -> None:
+    try:
+        fields = answer_fields(request, response)
+    except InvalidArgumentError:
+        fields = None
+    if fields is None:
+        if response.status_code >= 400:
+            raise APIError(
+                response.reason_phrase or "error", request=response.request, response=response
+            )
+        if _v2.is_unsigned_answer(request.path):
+            return  # a file (bill) rather than XML
+        raise VerificationError(f"{request.method} {request.template}: answer is not XML")
+    failure = _v2.answer_failure(fields) if response.status_code < 400 else None
+    if response.status_code >= 400 and failure is None:
+        failure = _v2.answer_failure(fields) or {"return_code": "FAIL"}
+    if failure is None:
+        return
+    code = failure.get("err_code") or failure.get("return_code")
+    message = failure.get("err_code_des") or failure.get("return_msg") or "FAIL"
+    raise APIError(
+        message,
+        request=response.request,
+        response=response,
+        code=code,
+        return_code=failure.get("return_code"),
+        return_msg=failure.get("return_msg"),
+        err_code=failure.get("err_code"),
+        err_code_des=failure.get("err_code_des"),
+    )
 
 
 def _v3_error(response: httpx.Response) -> APIError:
@@ -173,9 +222,7 @@ def _v3_error(response: httpx.Response) -> APIError:
         code = str(data["code"]) if data.get("code") is not None else None
         message = str(data.get("message") or message)
         detail = data.get("detail")
-    return APIError(
-        message, request=response.request, response=response, code=code, detail=detail
-    )
+    return APIError(message, request=response.request, response=response, code=code, detail=detail)
 
 
 RsaSigner = Callable[[bytes], Awaitable[str] | str]
@@ -212,7 +259,30 @@ class SignRequest:
             request.headers["Authorization"] = _v3.authorization(
                 mchid, serial, timestamp, nonce, signature
             )
+        else:
+            self.sign_v2(request)
         return await call_next(request)
+
+    def sign_v2(self, request: Request) -> None:
+        """Sign the ``xml=`` fields: the XML body, or the query of a GET."""
+        config = self._config
+        if not config.secret:
+            raise InvalidArgumentError(
+                f"secret (the APIv2 key) is required for {request.template!r}"
+            )
+        fields = _v2.build_request_fields(
+            request.xml or {},
+            mchid=config.mchid,
+            secret=config.secret,
+            nonceless=request.nonceless,
+            nonce=Formatter.nonce(32),
+        )
+        request.state["sign_type"] = fields.get("sign_type", "MD5")
+        if request.method == "GET":
+            request.query = {**(request.query or {}), **fields}
+            locate(request)
+        else:
+            request.content = Transformer.to_xml(fields).encode("utf-8")
 
 
 def is_unsigned_v3(path: str) -> bool:
@@ -229,7 +299,35 @@ class VerifyAnswer:
         response = await call_next(request)
         if request.api == "v3":
             self.check_v3(request, response)
+        else:
+            self.check_v2(request, response)
         return response
+
+    def check_v2(self, request: Request, response: httpx.Response) -> None:
+        """The ``sign`` of a SUCCESS answer; failures and files are left to the transformer."""
+        if response.status_code >= 400:
+            return
+        try:
+            fields = answer_fields(request, response)
+        except InvalidArgumentError as exc:
+            raise VerificationError(f"{request.method} {request.template}: {exc}") from None
+        if fields is None:
+            if _v2.is_unsigned_answer(request.path):
+                return  # a file (bill) rather than XML
+            raise VerificationError(f"{request.method} {request.template}: answer is not XML")
+        if _v2.answer_failure(fields) is not None:
+            return
+        secret = self._config.secret
+        assert secret is not None  # the signer required it
+        try:
+            _v2.verify_answer(
+                fields,
+                secret,
+                sign_type=request.state.get("sign_type"),
+                unsigned=_v2.is_unsigned_answer(request.path),
+            )
+        except VerificationError as exc:
+            raise VerificationError(f"{request.method} {request.template}: {exc}") from None
 
     def check_v3(self, request: Request, response: httpx.Response) -> None:
         if is_unsigned_v3(request.path):
@@ -258,6 +356,4 @@ class VerifyAnswer:
         except VerificationError as exc:
             request_id = headers.get("Request-ID")
             where = f" (Request-ID {request_id})" if request_id else ""
-            raise VerificationError(
-                f"{request.method} {request.template}: {exc}{where}"
-            ) from None
+            raise VerificationError(f"{request.method} {request.template}: {exc}{where}") from None

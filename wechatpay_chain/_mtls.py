@@ -29,7 +29,9 @@ def _pem(value: object, what: str) -> bytes:
                 return handle.read()
         except OSError as exc:
             raise InvalidArgumentError(f"{what}: {path!r} cannot be read: {exc.strerror}") from None
-    raise InvalidArgumentError(f"{what} must be PEM bytes/str or a path, got {type(value).__name__}")
+    raise InvalidArgumentError(
+        f"{what} must be PEM bytes/str or a path, got {type(value).__name__}"
+    )
 
 
 def merchant_ssl_context(config: Config, verify: Any = True) -> ssl.SSLContext:

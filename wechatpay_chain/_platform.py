@@ -35,14 +35,16 @@ def load_platform_key(serial: str, value: object) -> PlatformKey:
         cert = value
     elif not isinstance(value, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         try:
-            cert = crypto.load_certificate(value, what=what)
+            cert = crypto.load_certificate(value, what=what)  # type: ignore[arg-type]
         except InvalidArgumentError:
             cert = None
     if cert is None:
-        return PlatformKey(serial, crypto.load_public_key(value, what=what))
+        return PlatformKey(serial, crypto.load_public_key(value, what=what))  # type: ignore[arg-type]
     actual = crypto.certificate_serial(cert)
     if actual != serial.upper():
-        raise InvalidArgumentError(f"{what} is a certificate with serial {actual!r}, not {serial!r}")
+        raise InvalidArgumentError(
+            f"{what} is a certificate with serial {actual!r}, not {serial!r}"
+        )
     public = cert.public_key()
     if not isinstance(public, rsa.RSAPublicKey):
         raise InvalidArgumentError(f"{what} is not an RSA certificate")
@@ -97,7 +99,7 @@ class PlatformKeys(Mapping[str, PlatformKey]):
         return max(self._entries.values(), key=lambda e: e.not_after or far)
 
     def verify(self, serial: str, message: bytes, signature: str, *, now: datetime) -> None:
-        """Raise VerificationError unless ``signature`` over ``message`` verifies with ``serial``."""
+        """Raise VerificationError unless ``signature`` of ``message`` verifies by ``serial``."""
         entry = self._entries.get(serial)
         if entry is None:
             known = ", ".join(sorted(self._entries)) or "none"

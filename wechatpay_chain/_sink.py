@@ -17,15 +17,19 @@ def _open(sink: Any) -> tuple[BinaryIO, Path | None]:
     if isinstance(sink, str | os.PathLike):
         path = Path(sink)
         try:
-            return open(path, "wb"), path  # noqa: SIM115 - closed by the caller
+            return open(path, "wb"), path
         except OSError as exc:
-            raise InvalidArgumentError(f"sink {str(path)!r} cannot be written: {exc.strerror}") from None
+            raise InvalidArgumentError(
+                f"sink {str(path)!r} cannot be written: {exc.strerror}"
+            ) from None
     if hasattr(sink, "write"):
         return sink, None
     raise InvalidArgumentError(f"sink must be a path or a binary file, got {type(sink).__name__}")
 
 
-async def receive_into(http: httpx.AsyncClient, request: httpx.Request, sink: Any) -> httpx.Response:
+async def receive_into(
+    http: httpx.AsyncClient, request: httpx.Request, sink: Any
+) -> httpx.Response:
     """Send ``request``; a 2xx body goes to ``sink``, an error body is read for the APIError.
 
     A path sink that did not receive the whole body is deleted, so no partial file remains.

@@ -52,9 +52,7 @@ def request_message(method: str, target: str, timestamp: str, nonce: str, body: 
 
 def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
     """What WeChat Pay signs in an answer or a notification: ``TIMESTAMP\\nNONCE\\nBODY\\n``."""
-    return b"".join(
-        (timestamp.encode("utf-8"), _LF, nonce.encode("utf-8"), _LF, body, _LF)
-    )
+    return b"".join((timestamp.encode("utf-8"), _LF, nonce.encode("utf-8"), _LF, body, _LF))
 
 
 def authorization(mchid: str, serial: str, timestamp: str, nonce: str, signature: str) -> str:
@@ -93,7 +91,9 @@ class SignedHeaders:
     signature_type: str
 
 
-def signed_headers(headers: Mapping[str, str], *, now: float, max_skew: int = MAX_SKEW) -> SignedHeaders:
+def signed_headers(
+    headers: Mapping[str, str], *, now: float, max_skew: int = MAX_SKEW
+) -> SignedHeaders:
     """Check the presence, timestamp and signature type of the ``Wechatpay-*`` headers.
 
     ``headers`` must look names up case-insensitively (httpx.Headers does; so does the

@@ -53,7 +53,9 @@ def generate_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def self_signed(key: rsa.RSAPrivateKey, serial: int, name: str, days: int = 365) -> x509.Certificate:
+def self_signed(
+    key: rsa.RSAPrivateKey, serial: int, name: str, days: int = 365
+) -> x509.Certificate:
     """A certificate like WeChat Pay's platform ones, for tests."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(timezone.utc)
@@ -232,6 +234,11 @@ class FakeWechatPay:
     def drop_connections(self) -> None:
         self._server.drop_connections()
 
+    @property
+    def connections(self) -> int:
+        """How many connections the server has accepted."""
+        return self._server.connections
+
     # --- what a client needs ------------------------------------------------------------
     @property
     def signer(self) -> PlatformSigner:
@@ -288,6 +295,7 @@ class FakeWechatPay:
             self._faults.clear()
             self.state.clear()
             self._routes = []
+            self._server.connections = 0
         self.mode = "public_key"
         from . import _seeds
 
@@ -321,7 +329,9 @@ class FakeWechatPay:
                 continue
             found = route.pattern.match(path)
             if found:
-                return route, {n: unquote(v) for n, v in zip(route.names, found.groups(), strict=True)}
+                return route, {
+                    n: unquote(v) for n, v in zip(route.names, found.groups(), strict=True)
+                }
         return None
 
     async def _handle_v3(self, http: HTTPRequest, path: str, raw_query: str) -> HTTPReply | None:
@@ -349,7 +359,9 @@ class FakeWechatPay:
                 request.data = json.loads(http.body)
             except ValueError:
                 self.requests.append(request)
-                return self._answer(400, {"code": "PARAM_ERROR", "message": "body is not JSON"}, None)
+                return self._answer(
+                    400, {"code": "PARAM_ERROR", "message": "body is not JSON"}, None
+                )
         self.requests.append(request)
         fault = self._take_fault(route.template)
         if fault is not None and fault.kind == "close_connection":
@@ -381,7 +393,9 @@ class FakeWechatPay:
         message = _v3.request_message(
             http.method, http.target, fields["timestamp"], fields["nonce_str"], signed_body
         )
-        if not crypto.verify_sha256_rsa(message, fields["signature"], merchant.private_key.public_key()):
+        if not crypto.verify_sha256_rsa(
+            message, fields["signature"], merchant.private_key.public_key()
+        ):
             raise VerificationError("signature does not verify")
         return merchant.mchid
 
@@ -415,14 +429,18 @@ class FakeWechatPay:
         if kind == "tamper_body":
             body = body.replace(b"}", b',"tampered":true}', 1) if body else b"{}"
             reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
-        return HTTPReply(status, body, reply_headers, fault.delay if kind == "slow" and fault else 0.0)
+        return HTTPReply(
+            status, body, reply_headers, fault.delay if kind == "slow" and fault else 0.0
+        )
 
     def sign_answer(self, body: bytes, kind: str | None = None) -> list[tuple[str, str]]:
         """The ``Wechatpay-*`` headers for ``body``, honouring a signing fault."""
         signer = self.signer
         timestamp = str(int(time.time()) - (360 if kind == "stale_timestamp" else 0))
         nonce = secrets.token_hex(16)
-        signature = crypto.sign_sha256_rsa(_v3.response_message(timestamp, nonce, body), signer.private_key)
+        signature = crypto.sign_sha256_rsa(
+            _v3.response_message(timestamp, nonce, body), signer.private_key
+        )
         if kind == "tamper_signature":
             signature = ("A" if signature[0] != "A" else "B") + signature[1:]
         serial = "UNKNOWN" + _hex_serial(8) if kind == "unknown_serial" else signer.serial

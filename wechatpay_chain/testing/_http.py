@@ -52,6 +52,8 @@ class ServerThread:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.tls_port = 0
+        #: Connections accepted so far (tests check that clients reuse theirs).
+        self.connections = 0
 
     def start(self) -> None:
         ready = threading.Event()
@@ -111,6 +113,7 @@ class ServerThread:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         ssl_object = writer.get_extra_info("ssl_object")
         peer_cert = ssl_object.getpeercert() if ssl_object is not None else None
