@@ -409,6 +409,8 @@ class Client:
         """A client whose APIv3 signatures come from ``rsa_sign(message) -> base64`` (KMS/HSM)."""
         return self.replace("signer", SignRequest(self._config, rsa_sign))
 
+    # --- services: each lives in its own module and is reached from here ---------------
+
     # --- sending ------------------------------------------------------------------------
     def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
         api: Literal["v2", "v3"] = "v2" if template.startswith("v2/") else "v3"

@@ -94,8 +94,10 @@ class ServerThread:
             server.close()
         for writer in list(self._writers):
             writer.close()
-        for server in self._servers:
-            await server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
