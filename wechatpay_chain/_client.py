@@ -14,7 +14,7 @@ import httpx
 import sniffio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import crypto
+from . import _paysign, crypto
 from ._chain import Chain
 from ._exceptions import InvalidArgumentError
 from ._middlewares import (
@@ -27,6 +27,7 @@ from ._middlewares import (
 )
 from ._pipeline import Middleware, Request, Stack
 from ._platform import PlatformKeys
+from ._sensitive import Encrypted
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config"]
 
@@ -90,6 +91,7 @@ class Config:
     __slots__ = (
         "apiv3_key",
         "base_url",
+        "encrypted",
         "mchid",
         "merchant_cert",
         "merchant_key",
@@ -126,6 +128,8 @@ class Config:
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password
         self.base_url = normalize_base_url(base_url)
+        #: Set once ``client.encrypt`` was used: JSON bodies are then scanned for its values.
+        self.encrypted = False
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")
@@ -409,6 +413,56 @@ class Client:
         """A client whose APIv3 signatures come from ``rsa_sign(message) -> base64`` (KMS/HSM)."""
         return self.replace("signer", SignRequest(self._config, rsa_sign))
 
+    # --- sensitive fields and client-side payment parameters ---------------------------
+    def encrypt(self, text: str) -> Encrypted:
+        """Encrypt a sensitive field (name, phone, ID number) for WeChat Pay.
+
+        Uses the platform public key (``PUB_KEY_ID_…``) if ``certs`` has one, else the
+        certificate that expires last. A JSON body holding the result automatically carries
+        the matching ``Wechatpay-Serial`` header.
+        """
+        keys = self._config.platform_keys
+        if keys is None or not len(keys):
+            raise InvalidArgumentError("encrypt needs certs: a platform public key or certificate")
+        entry = keys.newest()
+        self._config.encrypted = True
+        return Encrypted(crypto.rsa_encrypt_oaep(text, entry.key), entry.serial)
+
+    def decrypt(self, ciphertext: str) -> str:
+        """Decrypt a sensitive field of an answer with the merchant private key (RSA-OAEP)."""
+        if self._config.private_key is None:
+            raise InvalidArgumentError("decrypt needs private_key (the merchant API key)")
+        return crypto.rsa_decrypt_oaep(ciphertext, self._config.private_key)
+
+    def jsapi_params(self, appid: str, prepay_id: str) -> dict[str, str]:
+        """The signed ``requestPayment`` parameters for JSAPI / mini programs (APIv3)."""
+        if self._config.private_key is None:
+            raise InvalidArgumentError("jsapi_params needs private_key")
+        return _paysign.jsapi_params(appid, prepay_id, self._config.private_key)
+
+    def app_params(self, appid: str, prepay_id: str) -> dict[str, str]:
+        """The signed parameters for the APP SDK (APIv3); ``partnerid`` is the client's mchid."""
+        mchid, _ = self._config.require_v3()
+        assert self._config.private_key is not None
+        return _paysign.app_params(appid, mchid, prepay_id, self._config.private_key)
+
+    def jsapi_params_v2(self, appid: str, prepay_id: str, sign_type: str = "MD5") -> dict[str, str]:
+        """The signed JSAPI parameters for an APIv2 order (``paySign`` with ``secret``)."""
+        return _paysign.jsapi_params_v2(appid, prepay_id, self._require_secret(), sign_type=sign_type)
+
+    def app_params_v2(self, appid: str, prepay_id: str, sign_type: str = "MD5") -> dict[str, str]:
+        """The signed APP parameters for an APIv2 order; ``partnerid`` is the client's mchid."""
+        if self._config.mchid is None:
+            raise InvalidArgumentError("app_params_v2 needs mchid")
+        return _paysign.app_params_v2(
+            appid, self._config.mchid, prepay_id, self._require_secret(), sign_type=sign_type
+        )
+
+    def _require_secret(self) -> str:
+        if self._config.secret is None:
+            raise InvalidArgumentError("secret (the APIv2 key) is required")
+        return self._config.secret
+
     # --- services: each lives in its own module and is reached from here ---------------
 
     # --- sending ------------------------------------------------------------------------
@@ -557,7 +611,7 @@ def default_stack(config: Config) -> Stack:
     return Stack(
         [
             ("template", ExpandTemplate()),
-            ("transformer", DecodeAnswer()),
+            ("transformer", DecodeAnswer(config)),
             ("signer", SignRequest(config)),
             ("verifier", VerifyAnswer(config)),
         ]

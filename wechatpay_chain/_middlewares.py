@@ -19,6 +19,7 @@ from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
 from ._pipeline import Handler, Request
+from ._sensitive import serial_header
 from ._transformer import Transformer
 
 if TYPE_CHECKING:
@@ -145,13 +146,22 @@ def dumps(value: Any) -> bytes:
 
 
 class DecodeAnswer:
-    """``transformer``: encodes the JSON body, turns 4xx/5xx answers into APIError."""
+    """``transformer``: encodes the JSON body, turns 4xx/5xx answers into APIError.
+
+    A JSON body holding values from ``client.encrypt`` gets the ``Wechatpay-Serial`` header
+    of the key they were encrypted with.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self._config = config
 
     async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
         if request.api == "v3":
             if request.has_json:
                 request.content = dumps(request.json)
                 request.headers = {**_JSON_HEADERS, **request.headers}
+                if self._config is not None and self._config.encrypted:
+                    self._mark_serial(request)
             else:
                 request.content = _text_body(request.body)
                 request.headers.setdefault("Accept", "application/json")
@@ -164,6 +174,16 @@ class DecodeAnswer:
         response = await call_next(request)
         _raise_v2_failure(request, response)
         return response
+
+
+    @staticmethod
+    def _mark_serial(request: Request) -> None:
+        given = next(
+            (v for k, v in request.headers.items() if k.lower() == "wechatpay-serial"), None
+        )
+        serial = serial_header(request.json, given)
+        if serial is not None and given is None:
+            request.headers["Wechatpay-Serial"] = serial
 
 
 def answer_fields(request: Request, response: httpx.Response) -> dict[str, Any] | None:
