@@ -68,6 +68,8 @@ async def test_request_is_signed_over_exact_target_and_body(
     assert recorded.path == "/v3/marketing/favor/users/o%201%2F%C3%A9/coupons"
     assert recorded.params == {"openid": "o 1/é"}
     assert recorded.query == {"appid": "wx 1&x=y", "limit": "5"}
+    assert recorded.headers["User-Agent"].startswith("wechatpay-chain/")
+    assert recorded.headers["Accept"] == "application/json"
     auth = recorded.headers["Authorization"]
     assert auth.startswith('WECHATPAY2-SHA256-RSA2048 mchid="1900000001",')
     for field in ("nonce_str=", "signature=", "timestamp=", "serial_no="):

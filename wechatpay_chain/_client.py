@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import platform
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _installed_version
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -63,6 +66,20 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
 }
 
 T = TypeVar("T")
+
+
+def _version(name: str) -> str:
+    try:
+        return _installed_version(name)
+    except PackageNotFoundError:
+        return "0"
+
+
+# WeChat Pay requires a User-Agent on APIv3 requests; name ourselves and the stack below us.
+USER_AGENT = (
+    f"wechatpay-chain/{_version('wechatpay-chain')} httpx/{httpx.__version__} "
+    f"({platform.system()}; Python/{platform.python_version()})"
+)
 
 
 @lru_cache(maxsize=64)
@@ -271,6 +288,9 @@ class _Transport:
         options = dict(self._options)
         options.setdefault("limits", DEFAULT_LIMITS)
         options.setdefault("timeout", DEFAULT_TIMEOUT)
+        headers = httpx.Headers(options.get("headers"))
+        headers.setdefault("User-Agent", USER_AGENT)
+        options["headers"] = headers
         if secure:
             from ._mtls import merchant_ssl_context
 
