@@ -468,7 +468,8 @@ class Client:
 
     def jsapi_params_v2(self, appid: str, prepay_id: str, sign_type: str = "MD5") -> dict[str, str]:
         """The signed JSAPI parameters for an APIv2 order (``paySign`` with ``secret``)."""
-        return _paysign.jsapi_params_v2(appid, prepay_id, self._require_secret(), sign_type=sign_type)
+        secret = self._require_secret()
+        return _paysign.jsapi_params_v2(appid, prepay_id, secret, sign_type=sign_type)
 
     def app_params_v2(self, appid: str, prepay_id: str, sign_type: str = "MD5") -> dict[str, str]:
         """The signed APP parameters for an APIv2 order; ``partnerid`` is the client's mchid."""
