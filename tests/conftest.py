@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared 2-core machines: a slow example is load, not a bug. Keep the checks, drop the clock.
+settings.register_profile(
+    "wechatpay", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("wechatpay")
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 

@@ -131,3 +131,13 @@ def test_close_stops_the_bridge_thread(wechatpay_server: FakeWechatPay) -> None:
         == 200
     )
     client.close()
+
+
+@pytest.mark.anyio
+async def test_sync_call_from_inside_asyncio_or_trio_code(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client
+) -> None:
+    resp = wechatpay_client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "in"))
+    assert resp.status_code == 200
+    resp = await wechatpay_client[TEMPLATE].post(openid="o-1", json=body(wechatpay_server, "in2"))
+    assert resp.status_code == 200

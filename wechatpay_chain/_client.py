@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import platform
 import threading
@@ -11,7 +12,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed_version
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 import sniffio
@@ -28,9 +29,20 @@ from ._middlewares import (
     VerifyAnswer,
     placeholders,
 )
-from ._pipeline import Middleware, Request, Stack
+from ._mtls import load_merchant_identity
+from ._pipeline import Handler, Middleware, Request, Stack
 from ._platform import PlatformKeys
 from ._sensitive import Encrypted
+
+if TYPE_CHECKING:
+    from ._batch import Batches
+    from ._bills import Bills
+    from ._certificates import Certificates
+    from ._logging import MetricsHook
+    from ._media import Media
+    from ._ratelimit import RateLimit
+    from ._retry import RetryPolicy
+    from .notifications import Notifications
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config"]
 
@@ -57,6 +69,8 @@ _OPTIONS = frozenset(
         "sink",
         "timeout",
         "extensions",
+        "retry",
+        "idempotent",
     }
 )
 _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).parameters) - {
@@ -66,6 +80,8 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
 }
 
 T = TypeVar("T")
+
+_KEYS_LOCK = threading.Lock()
 
 
 def _version(name: str) -> str:
@@ -111,10 +127,12 @@ class Config:
         "encrypted",
         "mchid",
         "merchant_cert",
+        "merchant_identity",
         "merchant_key",
         "merchant_key_password",
         "platform_keys",
         "private_key",
+        "resolve_serial",
         "secret",
         "serial",
     )
@@ -144,7 +162,18 @@ class Config:
         self.merchant_cert = merchant_cert
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password
+        # Loaded and matched now, so a bad certificate fails here, not at the first request.
+        self.merchant_identity = load_merchant_identity(
+            merchant_cert,
+            merchant_key,
+            merchant_key_password,
+            fallback_key=self.private_key,
+            fallback_source=private_key,
+        )
         self.base_url = normalize_base_url(base_url)
+        #: Awaited by the verifier on an answer signed by an unknown serial; True when the
+        #: serial became trusted (set by ``client.certificates.auto_refresh()``).
+        self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
         #: Set once ``client.encrypt`` was used: JSON bodies are then scanned for its values.
         self.encrypted = False
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
@@ -166,6 +195,17 @@ class Config:
         if len(value) != 32:
             raise InvalidArgumentError(f"apiv3_key must be 32 bytes, got {len(value)}")
         return value
+
+    def trusted_keys(self) -> PlatformKeys:
+        """The platform keys answers are verified with, created empty when no certs were given
+        (a certificate download fills them)."""
+        keys = self.platform_keys
+        if keys is None:
+            with _KEYS_LOCK:
+                keys = self.platform_keys
+                if keys is None:
+                    keys = self.platform_keys = PlatformKeys()
+        return keys
 
     def require_v3(self, need_key: bool = True) -> tuple[str, str]:
         """``(mchid, serial)``, or a clear error naming what an APIv3 request lacks."""
@@ -199,24 +239,27 @@ def _loop_key() -> object:
 
 
 class _LoopPools:
-    """The httpx clients of one event loop: plain, and mutual TLS made on first use."""
+    """The httpx clients of one event loop: plain (shared by every merchant), and one mutual
+    TLS pool per merchant certificate, made on first use."""
 
     __slots__ = ("_make", "_secure", "plain")
 
-    def __init__(self, make: Callable[[bool], httpx.AsyncClient]) -> None:
+    def __init__(self, make: Callable[[Config | None], httpx.AsyncClient]) -> None:
         self._make = make
-        self.plain = make(False)
-        self._secure: httpx.AsyncClient | None = None
+        self.plain = make(None)
+        self._secure: dict[Config, httpx.AsyncClient] = {}
 
-    def secure(self) -> httpx.AsyncClient:
-        if self._secure is None:
-            self._secure = self._make(True)
-        return self._secure
+    def secure(self, config: Config) -> httpx.AsyncClient:
+        """The pool presenting ``config``'s merchant certificate."""
+        pool = self._secure.get(config)
+        if pool is None:
+            pool = self._secure[config] = self._make(config)
+        return pool
 
     async def aclose(self) -> None:
         await self.plain.aclose()
-        if self._secure is not None:
-            await self._secure.aclose()
+        for pool in self._secure.values():
+            await pool.aclose()
 
 
 class _Portal:
@@ -252,7 +295,11 @@ class _Portal:
                 "a *_sync verb was called from the client's own I/O thread (inside a "
                 "middleware?): await the async verb there instead"
             )
-        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        # The caller's context goes along, minus sniffio's marker: called from trio (or a
+        # trio worker thread) it would make the bridge's asyncio loop look like trio.
+        context = contextvars.copy_context()
+        context.run(sniffio.current_async_library_cvar.set, None)
+        future = context.run(asyncio.run_coroutine_threadsafe, make(), loop)
         try:
             return future.result()
         except BaseException:
@@ -281,22 +328,32 @@ class _Transport:
         self._options = httpx_options
         self._pools: dict[object, _LoopPools] = {}
         self._last: tuple[object, _LoopPools] | None = None
-        self._ssl_context: Any = None
+        self._ssl_contexts: dict[Config, Any] = {}
         self.portal = _Portal()
 
-    def _make(self, secure: bool) -> httpx.AsyncClient:
+    def _make(self, secure: Config | None) -> httpx.AsyncClient:
+        """A pool; with ``secure``, one presenting that merchant's certificate (mutual TLS)."""
         options = dict(self._options)
         options.setdefault("limits", DEFAULT_LIMITS)
         options.setdefault("timeout", DEFAULT_TIMEOUT)
         headers = httpx.Headers(options.get("headers"))
         headers.setdefault("User-Agent", USER_AGENT)
         options["headers"] = headers
-        if secure:
+        if secure is not None:
             from ._mtls import merchant_ssl_context
 
-            if self._ssl_context is None:
-                self._ssl_context = merchant_ssl_context(self._config, options.get("verify", True))
-            options["verify"] = self._ssl_context
+            if self._options.get("transport") is not None:
+                raise InvalidArgumentError(
+                    "security=True requests cannot use a custom transport=: the merchant "
+                    "certificate is set on the connection pool the client builds"
+                )
+            context = self._ssl_contexts.get(secure)
+            if context is None:
+                context = merchant_ssl_context(
+                    secure, options.get("verify", True), options.get("trust_env", True)
+                )
+                self._ssl_contexts[secure] = context
+            options["verify"] = context
         return httpx.AsyncClient(**options)
 
     def current(self) -> _LoopPools:
@@ -345,6 +402,10 @@ class Client:
         merchant_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
         base_uri: str | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        log_requests: bool = False,
+        metrics: MetricsHook | None = None,
         **httpx_options: Any,
     ) -> None:
         unknown = sorted(set(httpx_options) - _HTTPX_OPTIONS)
@@ -365,18 +426,33 @@ class Client:
             merchant_key_password=merchant_key_password,
             base_url=base_uri if base_uri is not None else base_url,
         )
-        self._setup(config, _Transport(config, httpx_options), default_stack(config))
+        stack = default_stack(config)
+        if retry is not None or rate_limit is not None or log_requests or metrics is not None:
+            from ._retry import resilient_stack
 
-    def _setup(self, config: Config, transport: _Transport, stack: Stack) -> None:
+            stack = resilient_stack(
+                stack,
+                retry=retry,
+                rate_limit=rate_limit,
+                log_requests=log_requests,
+                metrics=metrics,
+            )
+        self._setup(config, _Transport(config, httpx_options), stack)
+
+    def _setup(
+        self, config: Config, transport: _Transport, stack: Stack, owner: bool = True
+    ) -> None:
         self._config = config
         self._transport = transport
+        #: False for ``for_merchant`` clients: closing them leaves the shared pools open.
+        self._owns_transport = owner
         self._stack = stack
         self._handler = stack.compose(self._transmit)
         self._root = Chain(self, "")
 
     def _derive(self, stack: Stack) -> Client:
         derived = Client.__new__(Client)
-        derived._setup(self._config, self._transport, stack)
+        derived._setup(self._config, self._transport, stack, self._owns_transport)
         return derived
 
     # --- chain entry points -------------------------------------------------------------
@@ -485,6 +561,79 @@ class Client:
         return self._config.secret
 
     # --- services: each lives in its own module and is reached from here ---------------
+    @property
+    def batch(self) -> Batches:
+        """Resumable batches: ``await client.batch(send, items, journal="run.sqlite")``."""
+        from ._batch import Batches
+
+        return Batches(self)
+
+    @property
+    def certificates(self) -> Certificates:
+        """Platform certificates: ``download()``, ``refresh()``, ``auto_refresh()``."""
+        from ._certificates import Certificates
+
+        return Certificates(self)
+
+    @property
+    def media(self) -> Media:
+        """Uploads: ``await client.media.upload(path)``; ``form()`` for the chain forms."""
+        from ._media import Media
+
+        return Media(self)
+
+    @property
+    def bills(self) -> Bills:
+        """Bill downloads, streamed and hash-checked: ``download()``, ``download_v2()``..."""
+        from ._bills import Bills
+
+        return Bills(self)
+
+    @property
+    def notifications(self) -> Notifications:
+        """Verify, decrypt and answer WeChat Pay's notifications (webhooks); made once."""
+        found: Notifications | None = self.__dict__.get("_notifications")
+        if found is None:
+            from .notifications import Notifications
+
+            found = self.__dict__["_notifications"] = Notifications(self._config)
+        return found
+
+    def for_merchant(
+        self,
+        *,
+        mchid: str,
+        serial: str | None = None,
+        private_key: crypto.PrivateKeyLike | None = None,
+        certs: Mapping[str, object] | None = None,
+        apiv3_key: str | bytes | None = None,
+        secret: str | None = None,
+        merchant_cert: object = None,
+        merchant_key: object = None,
+        merchant_key_password: str | bytes | None = None,
+        base_url: str | None = None,
+    ) -> Client:
+        """A client for another merchant sharing this one's connection pools and sync thread.
+
+        Cheap: one process serving many mchids keeps one pool per event loop. It gets the
+        default middleware stack for its own configuration; closing it leaves the shared
+        pools open (close the client it came from).
+        """
+        config = Config(
+            mchid=mchid,
+            serial=serial,
+            private_key=private_key,
+            certs=certs,
+            apiv3_key=apiv3_key,
+            secret=secret,
+            merchant_cert=merchant_cert,
+            merchant_key=merchant_key,
+            merchant_key_password=merchant_key_password,
+            base_url=base_url if base_url is not None else self._config.base_url,
+        )
+        merchant = Client.__new__(Client)
+        merchant._setup(config, self._transport, default_stack(config), owner=False)
+        return merchant
 
     # --- sending ------------------------------------------------------------------------
     def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
@@ -531,6 +680,12 @@ class Client:
             timeout=options.get("timeout"),
             extensions=options.get("extensions"),
         )
+        retry, idempotent = options.get("retry"), options.get("idempotent")
+        if retry is not None or idempotent is not None:
+            from ._retry import check_call_options
+
+            check_call_options(retry, idempotent)
+            request.retry, request.idempotent = retry, idempotent
         self._check_body(request)
         return request
 
@@ -557,19 +712,35 @@ class Client:
     def _send(
         self, method: str, template: str, options: dict[str, Any]
     ) -> Awaitable[httpx.Response]:
-        return self._handler(self._build(method, template, options))
+        request = self._build(method, template, options)
+        if request.retry is not None:
+            return self._retrying_handler(request)(request)
+        return self._handler(request)
+
+    def _retrying_handler(self, request: Request) -> Handler:
+        """The handler for a call with ``retry=``: this stack, with a ``retry`` stage if none."""
+        if request.retry is False or "retry" in self._stack.names:
+            return self._handler
+        handler: Handler | None = self.__dict__.get("_retry_handler")
+        if handler is None:
+            from ._retry import RetryPolicy, resilient_stack
+
+            stack = resilient_stack(self._stack, retry=RetryPolicy())
+            handler = self.__dict__["_retry_handler"] = stack.compose(self._transmit)
+        return handler
 
     def _send_sync(self, method: str, template: str, options: dict[str, Any]) -> httpx.Response:
         request = self._build(method, template, options)
+        handler = self._handler if request.retry is None else self._retrying_handler(request)
 
         async def call() -> httpx.Response:
-            return await self._handler(request)
+            return await handler(request)
 
         return self._transport.portal.run(call)
 
     async def _transmit(self, request: Request) -> httpx.Response:
         pools = self._transport.current()
-        http = pools.secure() if request.security else pools.plain
+        http = pools.secure(self._config) if request.security else pools.plain
         built = http.build_request(
             request.method,
             request.url,
@@ -578,15 +749,39 @@ class Client:
             timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
             extensions=request.extensions,
         )
+        if request.security:
+            return await self._send_secure(http, built, request)
         if request.sink is None:
             return await http.send(built)
         from ._sink import receive_into
 
-        return await receive_into(http, built, request.sink)
+        return await receive_into(http, built, request)
+
+    @staticmethod
+    async def _send_secure(
+        http: httpx.AsyncClient, built: httpx.Request, request: Request
+    ) -> httpx.Response:
+        try:
+            if request.sink is None:
+                return await http.send(built)
+            from ._sink import receive_into
+
+            return await receive_into(http, built, request)
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # TLS 1.3 reports a refused client certificate on the first read, as a bare error
+            # or as a disconnect.
+            raise type(exc)(
+                f"security=True request to {built.url.host} failed at the TLS layer or the "
+                f"connection dropped; if it persists, check that merchant_cert is the merchant's "
+                f"current API certificate ({type(exc).__name__}: {exc})",
+                request=built,
+            ) from exc
 
     # --- lifecycle ----------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close this event loop's connections (and the sync bridge's, if started)."""
+        if not self._owns_transport:
+            return
         await self._transport.aclose_current()
         if self._transport.portal._loop is not None:
             import anyio.to_thread
@@ -595,7 +790,8 @@ class Client:
 
     def close(self) -> None:
         """Close the sync bridge's connections and stop its thread."""
-        self._transport.close()
+        if self._owns_transport:
+            self._transport.close()
 
     async def __aenter__(self) -> Client:
         return self

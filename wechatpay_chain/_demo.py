@@ -128,12 +128,8 @@ def run(verbose: bool = True) -> int:
     """Run the demo; 0 when every call succeeded."""
     from .testing import FakeWechatPay
 
-    try:
-        server = FakeWechatPay(tls=True)  # type: ignore[call-arg]
-        with_v2 = True
-    except TypeError:  # an older fake server without the TLS listener: APIv3 seeds only
-        server = FakeWechatPay()
-        with_v2 = False
+    server = FakeWechatPay(tls=True)
+    with_v2 = True
     failures = 0
     total = 0
     with server:

@@ -18,8 +18,10 @@ import httpx
 from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
+from ._media import UploadForm
 from ._pipeline import Handler, Request
 from ._sensitive import serial_header
+from ._sink import SignedBody
 from ._transformer import Transformer
 
 if TYPE_CHECKING:
@@ -34,8 +36,8 @@ __all__ = [
     "locate",
 ]
 
-#: APIv3 paths whose answers WeChat Pay does not sign (file downloads). Matched as a prefix
-#: of the expanded path, so the `{media_id}` image download is covered by its folder.
+#: APIv3 paths whose answers WeChat Pay does not sign (file downloads, GET only; see
+#: ``is_unsigned_v3``). An entry ending in `/` covers one segment below it (`{media_id}`).
 UNSIGNED_V3_PATHS: tuple[str, ...] = (
     "v3/billdownload/file",
     "v3/transferdownload/signfile",
@@ -162,6 +164,8 @@ class DecodeAnswer:
                 request.headers = {**_JSON_HEADERS, **request.headers}
                 if self._config is not None and self._config.encrypted:
                     self._mark_serial(request)
+            elif isinstance(request.body, UploadForm):
+                await request.body.prepare(request)  # multipart; signed over its meta JSON
             else:
                 request.content = _text_body(request.body)
                 request.headers.setdefault("Accept", "application/json")
@@ -169,6 +173,8 @@ class DecodeAnswer:
             if response.status_code >= 400:
                 raise _v3_error(response)
             return response
+        if isinstance(request.body, UploadForm):
+            await request.body.prepare(request)  # refuses: APIv2 uploads are not supported
         if request.method != "GET":
             request.headers.setdefault("Content-Type", "text/xml; charset=utf-8")
         response = await call_next(request)
@@ -191,7 +197,9 @@ def answer_fields(request: Request, response: httpx.Response) -> dict[str, Any] 
     cached = request.state.get("answer")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    if request.sink is not None or not response.content.lstrip()[:1] == b"<":
+    # A body streamed into the sink is a file; an XML answer to a sink= request (an APIv2
+    # download's error) was kept in memory by the sink and is parsed like any other.
+    if "sink" in response.extensions or not response.content.lstrip()[:1] == b"<":
         return None
     fields = Transformer.to_dict(response.content)
     request.state["answer"] = fields
@@ -305,8 +313,23 @@ class SignRequest:
             request.content = Transformer.to_xml(fields).encode("utf-8")
 
 
-def is_unsigned_v3(path: str) -> bool:
-    return path.startswith(UNSIGNED_V3_PATHS)
+def is_unsigned_v3(path: str, method: str = "GET") -> bool:
+    """Whether WeChat Pay answers ``method path`` unsigned: a GET of a file download.
+
+    An entry ending in ``/`` is a folder of single-segment downloads (``images/{media_id}``),
+    so ``POST v3/merchant-service/images/upload``, whose answer is signed, is not one.
+    """
+    if method != "GET" or not path.startswith(UNSIGNED_V3_PATHS):
+        return False
+    path = path.partition("?")[0]
+    for known in UNSIGNED_V3_PATHS:
+        if known.endswith("/"):
+            rest = path[len(known) :] if path.startswith(known) else ""
+            if rest and "/" not in rest:
+                return True
+        elif path == known:
+            return True
+    return False
 
 
 class VerifyAnswer:
@@ -316,12 +339,33 @@ class VerifyAnswer:
         self._config = config
 
     async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        if request.sink is not None and request.api == "v3":
+            if not is_unsigned_v3(request.path, request.method):
+                # Streamed to the sink: checked on the way, nothing kept unless it verifies.
+                checks = request.state.setdefault("sink_checks", {})
+                checks["signature"] = SignedBody(self._config, request)
         response = await call_next(request)
         if request.api == "v3":
-            self.check_v3(request, response)
+            try:
+                self.check_v3(request, response)
+            except VerificationError:
+                if not await self._resolved(response):
+                    raise
+                self.check_v3(request, response)  # once more, now that the serial is known
         else:
             self.check_v2(request, response)
         return response
+
+    async def _resolved(self, response: httpx.Response) -> bool:
+        """True when an unknown signing serial just became trusted (certificate refresh)."""
+        resolve = self._config.resolve_serial
+        serial = response.headers.get("Wechatpay-Serial")
+        if resolve is None or not serial:
+            return False
+        keys = self._config.platform_keys
+        if keys is not None and serial in keys:
+            return False  # known: the failure was something else
+        return await resolve(serial)
 
     def check_v2(self, request: Request, response: httpx.Response) -> None:
         """The ``sign`` of a SUCCESS answer; failures and files are left to the transformer."""
@@ -335,8 +379,8 @@ class VerifyAnswer:
             if _v2.is_unsigned_answer(request.path):
                 return  # a file (bill) rather than XML
             raise VerificationError(f"{request.method} {request.template}: answer is not XML")
-        if _v2.answer_failure(fields) is not None:
-            return
+        if _v2.answer_failure(fields) is not None and "sign" not in fields:
+            return  # FAIL answers usually carry no sign; the transformer raises APIError
         secret = self._config.secret
         assert secret is not None  # the signer required it
         try:
@@ -350,7 +394,15 @@ class VerifyAnswer:
             raise VerificationError(f"{request.method} {request.template}: {exc}") from None
 
     def check_v3(self, request: Request, response: httpx.Response) -> None:
-        if is_unsigned_v3(request.path):
+        if is_unsigned_v3(request.path, request.method):
+            return
+        if "sink" in response.extensions:
+            check = request.state.get("sink_checks", {}).get("signature")
+            if check is None or not check.verified:
+                raise VerificationError(
+                    f"{request.method} {request.template}: the answer streamed to the sink "
+                    "was not verified on its way"
+                )
             return
         headers = response.headers
         if response.status_code >= 400 and "Wechatpay-Signature" not in headers:
@@ -364,8 +416,6 @@ class VerifyAnswer:
         now = time.time()
         try:
             signed = _v3.signed_headers(headers, now=now)
-            if request.sink is not None:
-                raise VerificationError("a streamed (sink=) answer of a signed endpoint")
             message = _v3.response_message(signed.timestamp, signed.nonce, response.content)
             keys.verify(
                 signed.serial,

@@ -45,6 +45,9 @@ class Request:
     sink: Any = None
     timeout: Any = None
     extensions: dict[str, Any] | None = None
+    #: Per-call ``retry=`` (a RetryPolicy, True or False) and ``idempotent=`` (see _retry).
+    retry: Any = None
+    idempotent: bool | None = None
     #: Path below the base URL, placeholders expanded (APIv2: without the ``v2/`` prefix).
     path: str = ""
     #: Full URL sent, and its path+query as signed.

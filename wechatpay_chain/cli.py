@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(handler=_demo)
+    from ._commands import register  # certificates, request, notification
+
+    register(commands)
     return parser
 
 

@@ -9,5 +9,17 @@ can be told to misbehave (``server.misbehave("tamper_body")``).
 """
 
 from ._fake import FAULTS, PUBLIC_KEY_ID, FakeRequest, FakeWechatPay, Merchant, Reply
+from ._files import FILE_FAULTS, FakeFiles, StoredMedia, make_bill
 
-__all__ = ["FAULTS", "PUBLIC_KEY_ID", "FakeRequest", "FakeWechatPay", "Merchant", "Reply"]
+__all__ = [
+    "FAULTS",
+    "FILE_FAULTS",
+    "PUBLIC_KEY_ID",
+    "FakeFiles",
+    "FakeRequest",
+    "FakeWechatPay",
+    "Merchant",
+    "Reply",
+    "StoredMedia",
+    "make_bill",
+]

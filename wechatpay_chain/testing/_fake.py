@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from cryptography import x509
@@ -24,6 +24,13 @@ from cryptography.x509.oid import NameOID
 from .. import _v3, crypto
 from .._exceptions import VerificationError
 from ._http import HTTPReply, HTTPRequest, ServerThread
+from ._pki import TestCA
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._certificates import PlatformCertificates
+    from ._files import FakeFiles
 
 __all__ = ["FAULTS", "FakeRequest", "FakeWechatPay", "Merchant", "Reply"]
 
@@ -39,6 +46,12 @@ FAULTS = frozenset(
         "status_429",  # 429 FREQUENCY_LIMITED (signed)
         "slow",  # answer after `delay` seconds
         "close_connection",  # drop the connection without answering
+        "reset_mid_answer",  # handle the request, send half the answer, then a TCP reset
+        "v2_fail",  # APIv2: result_code FAIL, err_code SYSTEMERROR (signed)
+        "v2_wrong_sign",  # APIv2: the answer's sign does not match
+        "v2_unsigned",  # APIv2: a SUCCESS answer without sign
+        "v2_not_xml",  # APIv2: a 404 HTML page instead of XML
+        "v2_bad_xml",  # APIv2: XML that is not well-formed
     }
 )
 
@@ -135,6 +148,7 @@ class FakeRequest:
     mchid: str | None = None
     tls_client_cert: bool = False
     data: Any = None  # parsed JSON (APIv3) or XML fields (APIv2)
+    body_file: Any = None  # a large body, spooled to a temporary file (body is then b"")
 
     @property
     def json(self) -> Any:
@@ -149,6 +163,8 @@ class Reply:
     json: Any = None
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: APIv2 answer fields, written as signed XML (a plain dict means the same for v2 routes).
+    xml: Any = None
 
 
 Handler = Callable[[FakeRequest], Any]
@@ -191,7 +207,9 @@ class FakeWechatPay:
     both, so a test can switch modes at will.
     """
 
-    def __init__(self, *, merchant: Merchant | None = None, mode: str = "public_key") -> None:
+    def __init__(
+        self, *, merchant: Merchant | None = None, mode: str = "public_key", tls: bool = False
+    ) -> None:
         self.merchant = merchant or Merchant.generate()
         self.merchants: dict[str, Merchant] = {self.merchant.mchid: self.merchant}
         key = generate_key()
@@ -208,7 +226,11 @@ class FakeWechatPay:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.state: dict[str, Any] = {}
-        self._server = ServerThread(self._handle, ssl_context=None)
+        #: With ``tls=True``: the test CA behind the HTTPS listener and the merchant certificates.
+        self.ca: TestCA | None = TestCA() if tls else None
+        self._server = ServerThread(
+            self._handle, ssl_context=self.ca.server_context() if self.ca is not None else None
+        )
         from . import _seeds
 
         _seeds.install(self)
@@ -229,6 +251,9 @@ class FakeWechatPay:
 
     @property
     def base_url(self) -> str:
+        """The HTTPS listener with ``tls=True`` (APIv3 and APIv2 alike), else plain HTTP."""
+        if self.ca is not None:
+            return f"https://127.0.0.1:{self._server.tls_port}/"
         return f"http://127.0.0.1:{self._server.port}/"
 
     def drop_connections(self) -> None:
@@ -238,6 +263,21 @@ class FakeWechatPay:
     def connections(self) -> int:
         """How many connections the server has accepted."""
         return self._server.connections
+
+    @property
+    def files(self) -> FakeFiles:
+        """Uploads and downloads (``_files.py``): ``media``, ``add_bill()``, ``misbehave()``."""
+        return self.state["files"]  # type: ignore[no-any-return]
+
+    # --- platform certificates (v3/certificates, see _certificates.py) -----------------
+    @property
+    def platform_certificates(self) -> PlatformCertificates:
+        """``GET v3/certificates``: ``published``, ``mode``, ``downloads``, ``issue()``."""
+        return self.state["platform_certificates"]  # type: ignore[no-any-return]
+
+    def rotate_certificate(self, *, days: float = 365) -> PlatformSigner:
+        """Publish a new platform certificate and sign every answer with it from now on."""
+        return self.platform_certificates.rotate(days=days)
 
     # --- what a client needs ------------------------------------------------------------
     @property
@@ -253,7 +293,7 @@ class FakeWechatPay:
 
     def client_options(self, merchant: Merchant | None = None) -> dict[str, Any]:
         m = merchant or self.merchant
-        return {
+        options: dict[str, Any] = {
             "mchid": m.mchid,
             "serial": m.serial,
             "private_key": private_pem(m.private_key),
@@ -262,11 +302,65 @@ class FakeWechatPay:
             "secret": m.secret,
             "base_url": self.base_url,
         }
+        if self.ca is not None:
+            # The merchant API certificate for security=True, and trust in the test CA.
+            options["merchant_cert"] = self.ca.client_pem(m.mchid, m.private_key)
+            options["merchant_key"] = options["private_key"]
+            options["verify"] = self.ca.client_context()
+        return options
 
     def client(self, **overrides: Any) -> Any:
         from .._client import Client
 
         return Client(**{**self.client_options(), **overrides})
+
+    # --- notifications to the merchant (logic in _notify.py) ----------------------------
+    async def send_notification(
+        self, url: str, event_type: str, resource: Mapping[str, Any], **options: Any
+    ) -> httpx.Response:
+        """POST an APIv3 notification, signed and encrypted as WeChat Pay does, to ``url``.
+
+        ``options``: ``id=``, ``summary=``, ``original_type=``, ``now=``, ``fault=`` (one of
+        ``_notify.NOTIFICATION_FAULTS``), ``timeout=``.
+        """
+        from . import _notify
+
+        timeout = options.pop("timeout", 10.0)
+        headers, body = _notify.build_notification(self, event_type, resource, **options)
+        return await _notify.post(url, headers, body, timeout=timeout)
+
+    def send_notification_sync(
+        self, url: str, event_type: str, resource: Mapping[str, Any], **options: Any
+    ) -> httpx.Response:
+        """The blocking twin of ``send_notification``."""
+        from . import _notify
+
+        timeout = options.pop("timeout", 10.0)
+        headers, body = _notify.build_notification(self, event_type, resource, **options)
+        return _notify.post_sync(url, headers, body, timeout=timeout)
+
+    async def send_v2_notification(
+        self, url: str, fields: Mapping[str, Any], **options: Any
+    ) -> httpx.Response:
+        """POST an APIv2 payment notification (``refund=True``: a refund one) to ``url``.
+
+        ``options``: ``refund=``, ``sign_type=``, ``fault=``, ``timeout=``.
+        """
+        from . import _notify
+
+        timeout = options.pop("timeout", 10.0)
+        headers, body = _notify.build_v2_notification(self, fields, **options)
+        return await _notify.post(url, headers, body, timeout=timeout)
+
+    def send_v2_notification_sync(
+        self, url: str, fields: Mapping[str, Any], **options: Any
+    ) -> httpx.Response:
+        """The blocking twin of ``send_v2_notification``."""
+        from . import _notify
+
+        timeout = options.pop("timeout", 10.0)
+        headers, body = _notify.build_v2_notification(self, fields, **options)
+        return _notify.post_sync(url, headers, body, timeout=timeout)
 
     # --- behaviour ----------------------------------------------------------------------
     def route(self, method: str, template: str, handler: Handler) -> None:
@@ -341,6 +435,7 @@ class FakeWechatPay:
             query=dict(parse_qsl(raw_query, keep_blank_values=True)),
             headers=http.headers,
             body=http.body,
+            body_file=http.body_file,
         )
         try:
             request.mchid = self.check_v3_signature(http, request.body)
@@ -373,6 +468,8 @@ class FakeWechatPay:
         result = route.handler(request)
         if inspect.isawaitable(result):
             result = await result
+        if isinstance(result, HTTPReply):
+            return result  # answered as is: a streamed, unsigned file download (_files.py)
         reply = result if isinstance(result, Reply) else Reply(200, json=result)
         return self._answer(reply.status, reply.json, fault, body=reply.body, headers=reply.headers)
 
@@ -405,7 +502,8 @@ class FakeWechatPay:
         if http.headers.get("Content-Type", "").startswith("multipart/form-data"):
             from ._multipart import meta_part
 
-            return meta_part(http.headers["Content-Type"], body)
+            spooled = http.body_file
+            return meta_part(http.headers["Content-Type"], body if spooled is None else spooled)
         return body
 
     def _answer(
@@ -429,6 +527,9 @@ class FakeWechatPay:
         if kind == "tamper_body":
             body = body.replace(b"}", b',"tampered":true}', 1) if body else b"{}"
             reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
+        if kind == "reset_mid_answer":
+            half = [body[: len(body) // 2]]
+            return HTTPReply(status, b"", reply_headers, stream=half, length=len(body), reset=True)
         return HTTPReply(
             status, body, reply_headers, fault.delay if kind == "slow" and fault else 0.0
         )

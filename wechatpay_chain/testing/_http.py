@@ -8,11 +8,14 @@ connections). Apps are ``async (HTTPRequest) -> HTTPReply | None`` (None drops t
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
+import tempfile
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import h11
 
@@ -27,6 +30,8 @@ class HTTPRequest:
     body: bytes
     client_cert: dict[str, Any] | None = None
     tls: bool = False
+    #: A body larger than SPOOL_LIMIT, in a temporary file (``body`` is then empty).
+    body_file: BinaryIO | None = None
 
 
 @dataclass(slots=True)
@@ -35,6 +40,86 @@ class HTTPReply:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     delay: float = 0.0
+    #: A streamed body instead of ``body``: ``length`` bytes (chunked when None). A stream
+    #: that ends short of ``length`` closes the connection: a truncated answer.
+    stream: Iterable[bytes] | AsyncIterable[bytes] | None = None
+    length: int | None = None
+    #: With a truncated stream: end with a TCP reset (RST) instead of a clean close.
+    reset: bool = False
+
+
+#: Request bodies above this size go to a temporary file (large uploads).
+SPOOL_LIMIT = 16 * 1024 * 1024
+
+
+class _Body:
+    """A request body: in memory while small, spooled to a temporary file beyond."""
+
+    __slots__ = ("chunks", "file", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.file: BinaryIO | None = None
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.file is None and self.size > SPOOL_LIMIT:
+            self.file = tempfile.TemporaryFile()  # closed with the request, when collected
+            self.file.writelines(self.chunks)
+            self.chunks = []
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            self.chunks.append(data)
+
+    def data(self) -> bytes:
+        if self.file is not None:
+            self.file.seek(0)
+        return b"".join(self.chunks)
+
+
+async def _send_stream(
+    conn: h11.Connection, writer: asyncio.StreamWriter, reply: HTTPReply
+) -> bool:
+    """Send a streamed reply; False when it ended short of its length (connection to close)."""
+    headers = list(reply.headers)
+    if reply.length is not None:
+        headers.insert(0, ("Content-Length", str(reply.length)))
+    writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers)) or b"")
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        stream = reply.stream
+        if isinstance(stream, AsyncIterable):
+            async for chunk in stream:
+                yield chunk
+        else:
+            assert stream is not None
+            for chunk in stream:
+                yield chunk
+
+    async for chunk in chunks():
+        if reply.length is not None and sent + len(chunk) > reply.length:
+            chunk = chunk[: reply.length - sent]
+        if chunk:
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            sent += len(chunk)
+            await writer.drain()
+    if reply.length is not None and sent < reply.length:
+        return False
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+    return True
+
+
+async def _reset(writer: asyncio.StreamWriter) -> None:
+    """Abort the connection with an RST once the peer has had time to read what was sent."""
+    await asyncio.sleep(0.05)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 App = Callable[[HTTPRequest], Awaitable[HTTPReply | None]]
@@ -134,6 +219,15 @@ class ServerThread:
                     return
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
+                if reply.stream is not None:
+                    if not await _send_stream(conn, writer, reply):
+                        if reply.reset:
+                            await _reset(writer)
+                        return  # a truncated answer: close without finishing the body
+                    if conn.our_state is h11.MUST_CLOSE:
+                        return
+                    conn.start_next_cycle()
+                    continue
                 headers = [("Content-Length", str(len(reply.body))), *reply.headers]
                 data = conn.send(h11.Response(status_code=reply.status, headers=headers))
                 data = (data or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
@@ -143,7 +237,12 @@ class ServerThread:
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
-        except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
+        except (
+            ConnectionError,
+            h11.RemoteProtocolError,
+            asyncio.IncompleteReadError,
+            asyncio.CancelledError,  # the server is stopping
+        ):
             return
         finally:
             self._writers.discard(writer)
@@ -152,7 +251,7 @@ class ServerThread:
     @staticmethod
     async def _read(conn: h11.Connection, reader: asyncio.StreamReader) -> HTTPRequest | None:
         head: h11.Request | None = None
-        chunks: list[bytes] = []
+        body = _Body()
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -162,7 +261,7 @@ class ServerThread:
             if isinstance(event, h11.Request):
                 head = event
             elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
+                body.add(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
                 headers: dict[str, str] = {}
@@ -173,7 +272,8 @@ class ServerThread:
                     head.method.decode("ascii"),
                     head.target.decode("latin-1"),
                     headers,
-                    b"".join(chunks),
+                    body.data(),
+                    body_file=body.file,
                 )
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None

@@ -68,3 +68,12 @@ def install(server: FakeWechatPay) -> None:
     server.route("POST", "v3/marketing/favor/users/{openid}/coupons", send_coupon)
     server.route("GET", "v3/marketing/favor/users/{openid}/coupons", list_coupons)
     server.route("POST", "v3/multiuse/users/{openid}/coupons", send_multiuse)
+
+    from . import _certificates, _v2seeds
+
+    _certificates.install(server)
+    _v2seeds.install(server)
+
+    from . import _files
+
+    _files.install(server)

@@ -1,0 +1,249 @@
+"""The ``wechatpay-chain`` command, run as a subprocess against the fake server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wechatpay_chain.cli import main
+from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.testing._fake import private_pem
+from wechatpay_chain.testing._notify import build_notification
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wechatpay_chain", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_together(*commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands at once: each subprocess spends most of its time importing."""
+    started = [
+        (
+            command,
+            subprocess.Popen(
+                [sys.executable, "-m", "wechatpay_chain", *command],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
+        for command in commands
+    ]
+    done = []
+    for command, process in started:
+        out, err = process.communicate(timeout=30)
+        done.append(subprocess.CompletedProcess(command, process.returncode, out, err))
+    return done
+
+
+def in_process(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Commands that fail before sending anything: exit status and stderr."""
+    status = main(list(args))
+    return status, capsys.readouterr().err
+
+
+def merchant_args(server: FakeWechatPay, folder: Path) -> list[str]:
+    key = folder / "apiclient_key.pem"
+    key.write_bytes(private_pem(server.merchant.private_key))
+    return [
+        "-m",
+        server.merchant.mchid,
+        "-s",
+        server.merchant.serial,
+        "-k",
+        str(key),
+        "--base-url",
+        server.base_url,
+    ]
+
+
+def public_key_arg(server: FakeWechatPay, folder: Path) -> list[str]:
+    path = folder / "pub_key.pem"
+    path.write_bytes(server.public_key_signer.public)
+    return ["-c", f"{server.public_key_signer.serial}={path}"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["certificates"],
+        ["certificates", "download"],
+        ["request"],
+        ["notification"],
+        ["notification", "verify"],
+    ],
+)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: wechatpay-chain")
+    assert " ".join(["wechatpay-chain", *command]) in out
+
+
+def test_certificates_download_writes_the_verified_certificates(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    wechatpay_server.mode = "certificate"  # no -c: the answer verifies by what it carries
+    out = tmp_path / "certs"
+    done = run(
+        "certificates",
+        "download",
+        *merchant_args(wechatpay_server, tmp_path),
+        "-o",
+        str(out),
+        env={"WECHATPAY_APIV3_KEY": wechatpay_server.merchant.apiv3_key},
+    )
+    assert done.returncode == 0, done.stderr
+    serial = wechatpay_server.certificate_signer.serial
+    written = out / f"wechatpay_{serial}.pem"
+    assert [p.name for p in out.iterdir()] == [written.name]
+    assert written.read_bytes() == wechatpay_server.certificate_signer.public
+    assert done.stdout.startswith(serial)
+    assert str(written) in done.stdout
+    assert wechatpay_server.merchant.apiv3_key not in done.stdout + done.stderr
+
+
+def test_certificates_download_fails_closed(
+    wechatpay_server: FakeWechatPay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wechatpay_server.mode = "certificate"
+    wechatpay_server.misbehave("tamper_signature", template="v3/certificates")
+    out = tmp_path / "certs"
+    args = [*merchant_args(wechatpay_server, tmp_path), "-o", str(out)]
+    key = ["--apiv3-key", wechatpay_server.merchant.apiv3_key]
+    tampered = run("certificates", "download", *args, *key)
+    assert tampered.returncode == 1
+    assert "does not verify" in tampered.stderr
+    assert not out.exists()
+
+    wechatpay_server.platform_certificates.mode = "public_key_only"
+    public_key_only = run("certificates", "download", *args, *key)
+    assert public_key_only.returncode == 1
+    assert "public-key mode" in public_key_only.stderr
+    assert not out.exists()
+
+    status, err = in_process("certificates", "download", *args, capsys=capsys)
+    assert status == 1
+    assert "APIv3 key is required" in err
+
+
+def test_request_makes_a_signed_call_and_prints_the_verified_answer(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    args = [*merchant_args(wechatpay_server, tmp_path), *public_key_arg(wechatpay_server, tmp_path)]
+    body = {
+        "stock_id": "9856000",
+        "out_request_no": "cli-1",
+        "appid": "wx1",
+        "stock_creator_mchid": wechatpay_server.merchant.mchid,
+    }
+    posted = run(
+        "request",
+        "v3/marketing/favor/users/{openid}/coupons",
+        "-P",
+        "openid=o-cli",
+        "--method",
+        "POST",
+        "--json",
+        json.dumps(body),
+        *args,
+    )
+    assert posted.returncode == 0, posted.stderr
+    coupon_id = json.loads(posted.stdout)["coupon_id"]
+    assert wechatpay_server.requests[-1].data == body
+
+    listed = run(
+        "request",
+        "v3/marketing/favor/users/o-cli/coupons",
+        "--query",
+        "appid=wx1",
+        "--query",
+        "limit=5",
+        "-i",
+        *args,
+    )
+    assert listed.returncode == 0, listed.stderr
+    head, _, payload = listed.stdout.partition("\n\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert f"wechatpay-serial: {wechatpay_server.public_key_signer.serial}" in head
+    page = json.loads(payload)
+    assert [c["coupon_id"] for c in page["data"]] == [coupon_id]
+    assert wechatpay_server.requests[-1].query == {"appid": "wx1", "limit": "5"}
+
+
+def test_request_refuses_unverifiable_answers(
+    wechatpay_server: FakeWechatPay, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*merchant_args(wechatpay_server, tmp_path), *public_key_arg(wechatpay_server, tmp_path)]
+    wechatpay_server.misbehave("tamper_body")
+    tampered = run("request", "v3/marketing/favor/users/o/coupons", "-q", "appid=a", *args)
+    assert tampered.returncode == 1
+    assert "does not verify" in tampered.stderr
+    assert tampered.stdout == ""
+
+    wechatpay_server.mode = "certificate"  # no -c: certificates are downloaded first
+    key = ["--apiv3-key", wechatpay_server.merchant.apiv3_key]
+    bare = merchant_args(wechatpay_server, tmp_path)
+    fetched = run("request", "v3/marketing/favor/users/o/coupons", "-q", "appid=a", *bare, *key)
+    assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(fetched.stdout)["total_count"] == 0
+    assert [r.path for r in wechatpay_server.requests[-2:]] == [
+        "/v3/certificates",
+        "/v3/marketing/favor/users/o/coupons",
+    ]
+
+    status, err = in_process("request", "v3/marketing/favor/users/o/coupons", *bare, capsys=capsys)
+    assert status == 1
+    assert "answers must be verified" in err
+
+    wechatpay_server.mode = "public_key"
+    error = run("request", "v3/marketing/favor/users/o/coupons", *args)
+    assert error.returncode == 1
+    assert "PARAM_ERROR" in error.stderr
+
+
+def test_notification_verify_checks_a_saved_notification(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    resource = {"out_trade_no": "1217752501", "trade_state": "SUCCESS"}
+    headers, body = build_notification(wechatpay_server, "TRANSACTION.SUCCESS", resource)
+    (tmp_path / "headers.json").write_text(json.dumps(headers))
+    (tmp_path / "headers.txt").write_text(
+        "POST /notify HTTP/1.1\n" + "".join(f"{k}: {v}\n" for k, v in headers.items())
+    )
+    (tmp_path / "body.json").write_bytes(body)
+    (tmp_path / "tampered.json").write_bytes(body.replace(b'"summary":"', b'"summary":"!', 1))
+    trust = [
+        *public_key_arg(wechatpay_server, tmp_path),
+        "--apiv3-key",
+        wechatpay_server.merchant.apiv3_key,
+    ]
+
+    verify = ["notification", "verify", *trust, "--headers"]
+    ok, as_lines, tampered = run_together(
+        [*verify, str(tmp_path / "headers.json"), "--body", str(tmp_path / "body.json"),
+         "--show-resource"],
+        [*verify, str(tmp_path / "headers.txt"), "--body", str(tmp_path / "body.json")],
+        [*verify, str(tmp_path / "headers.json"), "--body", str(tmp_path / "tampered.json")],
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "verified: id=" in ok.stdout and "event_type=TRANSACTION.SUCCESS" in ok.stdout
+    assert '"out_trade_no": "1217752501"' in ok.stdout
+    assert as_lines.returncode == 0, as_lines.stderr
+    assert "1217752501" not in as_lines.stdout  # the resource only on request
+    assert tampered.returncode == 1
+    assert "rejected (bad_signature)" in tampered.stderr
