@@ -108,5 +108,9 @@ class PlatformKeys(Mapping[str, PlatformKey]):
             )
         if entry.not_after is not None and now > entry.not_after:
             raise VerificationError(f"platform certificate {serial} expired at {entry.not_after}")
+        if entry.not_before is not None and now < entry.not_before:
+            raise VerificationError(
+                f"platform certificate {serial} is not valid before {entry.not_before}"
+            )
         if not crypto.verify_sha256_rsa(message, signature, entry.key):
             raise VerificationError(f"signature by {serial} does not verify")
