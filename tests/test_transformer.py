@@ -383,7 +383,12 @@ def test_to_dict_inverts_to_xml_for_any_text(data: dict[str, str]) -> None:
     assert Transformer.to_dict(Transformer.to_xml(data)) == data
 
 
-@given(_values, st.characters().filter(lambda c: not _is_xml_char(c)), _values)
+# Every character XML 1.0 cannot carry: C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF.
+_NOT_XML = [chr(c) for c in [*range(0x20), *range(0xD800, 0xE000), 0xFFFE, 0xFFFF]]
+_NOT_XML = [c for c in _NOT_XML if not _is_xml_char(c)]
+
+
+@given(_values, st.sampled_from(_NOT_XML), _values)
 def test_to_xml_refuses_any_character_outside_xml_1_0(before: str, bad: str, after: str) -> None:
     with pytest.raises(InvalidArgumentError, match=r"a character XML 1\.0 cannot carry"):
         Transformer.to_xml({"v": before + bad + after})
