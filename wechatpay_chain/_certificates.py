@@ -49,7 +49,8 @@ from ._exceptions import (
 from ._platform import PlatformKey, PlatformKeys
 
 if TYPE_CHECKING:
-    from ._client import Client, Config
+    from ._client import Client
+    from ._config import Config
 
 __all__ = [
     "AutoRefresh",
@@ -312,9 +313,9 @@ class _Refresher:
         self.users = 0
 
     def _loop_lock(self) -> anyio.Lock:
-        from ._client import _loop_key
+        from ._transport import loop_key
 
-        key = _loop_key()
+        key = loop_key()
         with self._guard:
             lock = self._loop_locks.get(key)
             if lock is None:

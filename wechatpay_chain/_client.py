@@ -1,25 +1,17 @@
-"""Client: configuration, connection pools, derived clients and the sync bridge."""
+"""Client: the chain's root, derived clients, building and sending requests."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import inspect
-import platform
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from functools import lru_cache
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _installed_version
+from collections.abc import Awaitable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import sniffio
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import _paysign, crypto
 from ._chain import Chain
+from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
 from ._exceptions import InvalidArgumentError
 from ._middlewares import (
     DecodeAnswer,
@@ -29,10 +21,9 @@ from ._middlewares import (
     VerifyAnswer,
     placeholders,
 )
-from ._mtls import load_merchant_identity
 from ._pipeline import Handler, Middleware, Request, Stack
-from ._platform import PlatformKeys
 from ._sensitive import Encrypted
+from ._transport import _Transport
 
 if TYPE_CHECKING:
     from ._batch import Batches
@@ -44,16 +35,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from .notifications import Notifications
 
-__all__ = ["DEFAULT_BASE_URL", "Client", "Config"]
-
-DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
-
-# WeChat Pay closes idle connections after about 8 s: expire ours first. 64 requests in
-# flight should not churn connections, so the keep-alive pool is as large as the pool.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0
-)
-DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+__all__ = ["DEFAULT_BASE_URL", "Client", "Config", "normalize_base_url"]
 
 _OPTIONS = frozenset(
     {
@@ -78,312 +60,6 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
     "base_url",
     "cert",
 }
-
-T = TypeVar("T")
-
-_KEYS_LOCK = threading.Lock()
-
-
-def _version(name: str) -> str:
-    try:
-        return _installed_version(name)
-    except PackageNotFoundError:
-        return "0"
-
-
-# WeChat Pay requires a User-Agent on APIv3 requests; name ourselves and the stack below us.
-USER_AGENT = (
-    f"wechatpay-chain/{_version('wechatpay-chain')} httpx/{httpx.__version__} "
-    f"({platform.system()}; Python/{platform.python_version()})"
-)
-
-
-@lru_cache(maxsize=64)
-def normalize_base_url(value: str, what: str = "base_url") -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"{what} must be a str URL, got {type(value).__name__}")
-    url = httpx.URL(value)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidArgumentError(f"{what} must be an http(s) URL with a host, got {value!r}")
-    if url.query or url.fragment:
-        raise InvalidArgumentError(f"{what} must not carry a query or fragment: {value!r}")
-    return value if value.endswith("/") else value + "/"
-
-
-def _optional_str(name: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidArgumentError(f"{name} must be a non-empty str, got {type(value).__name__}")
-    return value
-
-
-class Config:
-    """What a client knows about its merchant. Shared by derived clients; never printed."""
-
-    __slots__ = (
-        "apiv3_key",
-        "base_url",
-        "encrypted",
-        "mchid",
-        "merchant_cert",
-        "merchant_identity",
-        "merchant_key",
-        "merchant_key_password",
-        "platform_keys",
-        "private_key",
-        "resolve_serial",
-        "secret",
-        "serial",
-    )
-
-    def __init__(
-        self,
-        *,
-        mchid: str | None = None,
-        serial: str | None = None,
-        private_key: crypto.PrivateKeyLike | None = None,
-        certs: Mapping[str, object] | None = None,
-        apiv3_key: str | bytes | None = None,
-        secret: str | None = None,
-        merchant_cert: object = None,
-        merchant_key: object = None,
-        merchant_key_password: str | bytes | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-    ) -> None:
-        self.mchid = _optional_str("mchid", mchid)
-        self.serial = _optional_str("serial", serial)
-        self.private_key: rsa.RSAPrivateKey | None = (
-            None if private_key is None else crypto.load_private_key(private_key)
-        )
-        self.platform_keys = None if certs is None else PlatformKeys(certs)
-        self.apiv3_key = self._apiv3_key(apiv3_key)
-        self.secret = _optional_str("secret", secret)
-        self.merchant_cert = merchant_cert
-        self.merchant_key = merchant_key
-        self.merchant_key_password = merchant_key_password
-        # Loaded and matched now, so a bad certificate fails here, not at the first request.
-        self.merchant_identity = load_merchant_identity(
-            merchant_cert,
-            merchant_key,
-            merchant_key_password,
-            fallback_key=self.private_key,
-            fallback_source=private_key,
-        )
-        self.base_url = normalize_base_url(base_url)
-        #: Awaited by the verifier on an answer signed by an unknown serial; True when the
-        #: serial became trusted (set by ``client.certificates.auto_refresh()``).
-        self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
-        #: Set once ``client.encrypt`` was used: JSON bodies are then scanned for its values.
-        self.encrypted = False
-        # serial without private_key is allowed: the key may live in a KMS (with_signer).
-        if self.private_key is not None and self.serial is None:
-            raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")
-        if self.serial is not None and self.mchid is None:
-            raise InvalidArgumentError("mchid is required with serial and private_key")
-
-    @staticmethod
-    def _apiv3_key(value: str | bytes | None) -> bytes | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if not isinstance(value, bytes):
-            raise InvalidArgumentError(
-                f"apiv3_key must be str or bytes, got {type(value).__name__}"
-            )
-        if len(value) != 32:
-            raise InvalidArgumentError(f"apiv3_key must be 32 bytes, got {len(value)}")
-        return value
-
-    def trusted_keys(self) -> PlatformKeys:
-        """The platform keys answers are verified with, created empty when no certs were given
-        (a certificate download fills them)."""
-        keys = self.platform_keys
-        if keys is None:
-            with _KEYS_LOCK:
-                keys = self.platform_keys
-                if keys is None:
-                    keys = self.platform_keys = PlatformKeys()
-        return keys
-
-    def require_v3(self, need_key: bool = True) -> tuple[str, str]:
-        """``(mchid, serial)``, or a clear error naming what an APIv3 request lacks."""
-        missing = [
-            name
-            for name, value in (
-                ("mchid", self.mchid),
-                ("serial", self.serial),
-                ("private_key", self.private_key if need_key else True),
-            )
-            if value is None
-        ]
-        if missing:
-            raise InvalidArgumentError(
-                f"APIv3 requests need mchid, serial and private_key; missing: {', '.join(missing)}"
-            )
-        assert self.mchid is not None and self.serial is not None
-        return self.mchid, self.serial
-
-    def __repr__(self) -> str:
-        return f"<Config mchid={self.mchid!r} serial={self.serial!r}>"
-
-
-def _loop_key() -> object:
-    library = sniffio.current_async_library()
-    if library == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token()
-    return asyncio.get_running_loop()
-
-
-class _LoopPools:
-    """The httpx clients of one event loop: plain (shared by every merchant), and one mutual
-    TLS pool per merchant certificate, made on first use."""
-
-    __slots__ = ("_make", "_secure", "plain")
-
-    def __init__(self, make: Callable[[Config | None], httpx.AsyncClient]) -> None:
-        self._make = make
-        self.plain = make(None)
-        self._secure: dict[Config, httpx.AsyncClient] = {}
-
-    def secure(self, config: Config) -> httpx.AsyncClient:
-        """The pool presenting ``config``'s merchant certificate."""
-        pool = self._secure.get(config)
-        if pool is None:
-            pool = self._secure[config] = self._make(config)
-        return pool
-
-    async def aclose(self) -> None:
-        await self.plain.aclose()
-        for pool in self._secure.values():
-            await pool.aclose()
-
-
-class _Portal:
-    """A daemon thread running an asyncio loop, where the ``*_sync`` verbs run."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def _start(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def run() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                thread = threading.Thread(target=run, name="wechatpay-chain-sync", daemon=True)
-                thread.start()
-                ready.wait()
-                self._thread = thread
-                self._loop = loop
-            return self._loop
-
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        loop = self._loop or self._start()
-        if threading.current_thread() is self._thread:
-            raise RuntimeError(
-                "a *_sync verb was called from the client's own I/O thread (inside a "
-                "middleware?): await the async verb there instead"
-            )
-        # The caller's context goes along, minus sniffio's marker: called from trio (or a
-        # trio worker thread) it would make the bridge's asyncio loop look like trio.
-        context = contextvars.copy_context()
-        context.run(sniffio.current_async_library_cvar.set, None)
-        future = context.run(asyncio.run_coroutine_threadsafe, make(), loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def stop(self, closing: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        if threading.current_thread() is not thread:
-            asyncio.run_coroutine_threadsafe(closing(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if threading.current_thread() is not thread:
-            thread.join(timeout=10)
-            loop.close()
-
-
-class _Transport:
-    """Connection pools per event loop and the sync portal, shared by derived clients."""
-
-    def __init__(self, config: Config, httpx_options: dict[str, Any]) -> None:
-        self._config = config
-        self._options = httpx_options
-        self._pools: dict[object, _LoopPools] = {}
-        self._last: tuple[object, _LoopPools] | None = None
-        self._ssl_contexts: dict[Config, Any] = {}
-        self.portal = _Portal()
-
-    def _make(self, secure: Config | None) -> httpx.AsyncClient:
-        """A pool; with ``secure``, one presenting that merchant's certificate (mutual TLS)."""
-        options = dict(self._options)
-        options.setdefault("limits", DEFAULT_LIMITS)
-        options.setdefault("timeout", DEFAULT_TIMEOUT)
-        headers = httpx.Headers(options.get("headers"))
-        headers.setdefault("User-Agent", USER_AGENT)
-        options["headers"] = headers
-        if secure is not None:
-            from ._mtls import merchant_ssl_context
-
-            if self._options.get("transport") is not None:
-                raise InvalidArgumentError(
-                    "security=True requests cannot use a custom transport=: the merchant "
-                    "certificate is set on the connection pool the client builds"
-                )
-            context = self._ssl_contexts.get(secure)
-            if context is None:
-                context = merchant_ssl_context(
-                    secure, options.get("verify", True), options.get("trust_env", True)
-                )
-                self._ssl_contexts[secure] = context
-            options["verify"] = context
-        return httpx.AsyncClient(**options)
-
-    def current(self) -> _LoopPools:
-        key = _loop_key()
-        last = self._last
-        if last is not None and last[0] is key:
-            return last[1]
-        pools = self._pools.get(key)
-        if pools is None:
-            self._forget_closed_loops()
-            pools = self._pools[key] = _LoopPools(self._make)
-        self._last = (key, pools)
-        return pools
-
-    def _forget_closed_loops(self) -> None:
-        for key in [k for k in self._pools if isinstance(k, asyncio.AbstractEventLoop)]:
-            if key.is_closed():
-                del self._pools[key]
-
-    async def aclose_current(self) -> None:
-        key = _loop_key()
-        pools = self._pools.pop(key, None)
-        if self._last is not None and self._last[0] is key:
-            self._last = None
-        if pools is not None:
-            await pools.aclose()
-
-    def close(self) -> None:
-        self.portal.stop(self.aclose_current)
-
 
 class Client:
     """A WeChat Pay merchant client; attribute and item access start a chain (DESIGN.md §3)."""

@@ -25,7 +25,7 @@ from ._sink import SignedBody
 from ._transformer import Transformer
 
 if TYPE_CHECKING:
-    from ._client import Config
+    from ._config import Config
 
 __all__ = [
     "UNSIGNED_V3_PATHS",

@@ -26,7 +26,7 @@ from . import crypto
 from ._exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._client import Config
+    from ._config import Config
 
 __all__ = ["MerchantIdentity", "load_merchant_identity", "merchant_ssl_context"]
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 import anyio
 import httpx
 
-from ._client import _loop_key
 from ._exceptions import InvalidArgumentError
 from ._pipeline import Handler, Request
 from ._retry import Sleep
+from ._transport import loop_key
 
 __all__ = ["RateLimit"]
 
@@ -141,7 +141,7 @@ class RateLimit:
         return self._resolved.setdefault(key, bucket)
 
     def _semaphore(self, limit: int) -> anyio.Semaphore:
-        key = _loop_key()
+        key = loop_key()
         last = self._last
         if last is not None and last[0] is key:
             return last[1]

@@ -200,7 +200,7 @@ class RetryPolicy:
 
     @staticmethod
     def _pairs(failover: bool | Mapping[str, str]) -> dict[str, str]:
-        from ._client import DEFAULT_BASE_URL, normalize_base_url
+        from ._config import DEFAULT_BASE_URL, normalize_base_url
 
         if failover is True:
             return {DEFAULT_BASE_URL: BACKUP_BASE_URL}

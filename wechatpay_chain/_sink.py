@@ -30,7 +30,7 @@ from ._exceptions import InvalidArgumentError, VerificationError
 from .crypto._hashes import _hasher
 
 if TYPE_CHECKING:
-    from ._client import Config
+    from ._config import Config
     from ._pipeline import Request
 
 __all__ = ["SignedBody", "Sink", "StreamCheck", "receive_into"]

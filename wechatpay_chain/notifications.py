@@ -40,7 +40,7 @@ from ._exceptions import DecryptionError, InvalidArgumentError, NotificationErro
 from ._transformer import Transformer
 
 if TYPE_CHECKING:
-    from ._client import Config
+    from ._config import Config
 
 __all__ = [
     "ACK_V2",

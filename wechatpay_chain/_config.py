@@ -1,0 +1,152 @@
+"""What a client knows about its merchant: identifiers, keys, trusted platform keys."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import crypto
+from ._exceptions import InvalidArgumentError
+from ._mtls import load_merchant_identity
+from ._platform import PlatformKeys
+
+__all__ = ["DEFAULT_BASE_URL", "Config", "normalize_base_url"]
+
+DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
+
+_KEYS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def normalize_base_url(value: str, what: str = "base_url") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a str URL, got {type(value).__name__}")
+    url = httpx.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidArgumentError(f"{what} must be an http(s) URL with a host, got {value!r}")
+    if url.query or url.fragment:
+        raise InvalidArgumentError(f"{what} must not carry a query or fragment: {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def _optional_str(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{name} must be a non-empty str, got {type(value).__name__}")
+    return value
+
+
+class Config:
+    """What a client knows about its merchant. Shared by derived clients; never printed."""
+
+    __slots__ = (
+        "apiv3_key",
+        "base_url",
+        "encrypted",
+        "mchid",
+        "merchant_cert",
+        "merchant_identity",
+        "merchant_key",
+        "merchant_key_password",
+        "platform_keys",
+        "private_key",
+        "resolve_serial",
+        "secret",
+        "serial",
+    )
+
+    def __init__(
+        self,
+        *,
+        mchid: str | None = None,
+        serial: str | None = None,
+        private_key: crypto.PrivateKeyLike | None = None,
+        certs: Mapping[str, object] | None = None,
+        apiv3_key: str | bytes | None = None,
+        secret: str | None = None,
+        merchant_cert: object = None,
+        merchant_key: object = None,
+        merchant_key_password: str | bytes | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+    ) -> None:
+        self.mchid = _optional_str("mchid", mchid)
+        self.serial = _optional_str("serial", serial)
+        self.private_key: rsa.RSAPrivateKey | None = (
+            None if private_key is None else crypto.load_private_key(private_key)
+        )
+        self.platform_keys = None if certs is None else PlatformKeys(certs)
+        self.apiv3_key = self._apiv3_key(apiv3_key)
+        self.secret = _optional_str("secret", secret)
+        self.merchant_cert = merchant_cert
+        self.merchant_key = merchant_key
+        self.merchant_key_password = merchant_key_password
+        # Loaded and matched now, so a bad certificate fails here, not at the first request.
+        self.merchant_identity = load_merchant_identity(
+            merchant_cert,
+            merchant_key,
+            merchant_key_password,
+            fallback_key=self.private_key,
+            fallback_source=private_key,
+        )
+        self.base_url = normalize_base_url(base_url)
+        #: Awaited by the verifier on an answer signed by an unknown serial; True when the
+        #: serial became trusted (set by ``client.certificates.auto_refresh()``).
+        self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
+        #: Set once ``client.encrypt`` was used: JSON bodies are then scanned for its values.
+        self.encrypted = False
+        # serial without private_key is allowed: the key may live in a KMS (with_signer).
+        if self.private_key is not None and self.serial is None:
+            raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")
+        if self.serial is not None and self.mchid is None:
+            raise InvalidArgumentError("mchid is required with serial and private_key")
+
+    @staticmethod
+    def _apiv3_key(value: str | bytes | None) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, bytes):
+            raise InvalidArgumentError(
+                f"apiv3_key must be str or bytes, got {type(value).__name__}"
+            )
+        if len(value) != 32:
+            raise InvalidArgumentError(f"apiv3_key must be 32 bytes, got {len(value)}")
+        return value
+
+    def trusted_keys(self) -> PlatformKeys:
+        """The platform keys answers are verified with, created empty when no certs were given
+        (a certificate download fills them)."""
+        keys = self.platform_keys
+        if keys is None:
+            with _KEYS_LOCK:
+                keys = self.platform_keys
+                if keys is None:
+                    keys = self.platform_keys = PlatformKeys()
+        return keys
+
+    def require_v3(self, need_key: bool = True) -> tuple[str, str]:
+        """``(mchid, serial)``, or a clear error naming what an APIv3 request lacks."""
+        missing = [
+            name
+            for name, value in (
+                ("mchid", self.mchid),
+                ("serial", self.serial),
+                ("private_key", self.private_key if need_key else True),
+            )
+            if value is None
+        ]
+        if missing:
+            raise InvalidArgumentError(
+                f"APIv3 requests need mchid, serial and private_key; missing: {', '.join(missing)}"
+            )
+        assert self.mchid is not None and self.serial is not None
+        return self.mchid, self.serial
+
+    def __repr__(self) -> str:
+        return f"<Config mchid={self.mchid!r} serial={self.serial!r}>"
