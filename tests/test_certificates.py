@@ -18,6 +18,7 @@ from wechatpay_chain import (
     PlatformCertificate,
     PublicKeyOnlyError,
     VerificationError,
+    crypto,
 )
 from wechatpay_chain.testing import FakeWechatPay, Merchant, Reply
 from wechatpay_chain.testing._fake import private_pem
@@ -483,3 +484,40 @@ async def test_merchant_clients_present_their_own_merchant_certificate(
         assert await list_coupons(wechatpay_tls_client) == 200
     finally:
         del server.merchants[other.mchid]
+
+
+async def test_merchant_clients_inherit_middlewares_but_sign_as_themselves(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client
+) -> None:
+    seen: list[str] = []
+
+    class Recorder:
+        async def __call__(self, request: Any, call_next: Any) -> Any:
+            seen.append(request.template)
+            return await call_next(request)
+
+    kms_calls: list[bytes] = []
+
+    async def parent_kms(message: bytes) -> str:
+        kms_calls.append(message)
+        return crypto.sign_sha256_rsa(message, wechatpay_server.merchant.private_key)
+
+    parent = wechatpay_client.insert("recorder", Recorder()).with_signer(parent_kms)
+    other = Merchant.generate("1900000004")
+    wechatpay_server.merchants[other.mchid] = other
+    try:
+        merchant = parent.for_merchant(
+            mchid=other.mchid,
+            serial=other.serial,
+            private_key=private_pem(other.private_key),
+            certs=wechatpay_server.certs(),
+        )
+        assert merchant.middlewares.names == parent.middlewares.names
+        assert await list_coupons(merchant) == 200  # signed with its own key, not the KMS's
+        assert wechatpay_server.requests[-1].mchid == other.mchid
+        assert len(seen) == 1
+        assert kms_calls == []
+        assert await list_coupons(parent) == 200  # the parent still signs through its KMS
+        assert len(kms_calls) == 1 and len(seen) == 2
+    finally:
+        del wechatpay_server.merchants[other.mchid]

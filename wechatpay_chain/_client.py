@@ -291,9 +291,11 @@ class Client:
     ) -> Client:
         """A client for another merchant sharing this one's connection pools and sync thread.
 
-        Cheap: one process serving many mchids keeps one pool per event loop. It gets the
-        default middleware stack for its own configuration; closing it leaves the shared
-        pools open (close the client it came from).
+        Cheap: one process serving many mchids keeps one pool per event loop. Its stack is
+        this client's: the transformer, signer and verifier are rebuilt for the new merchant
+        (a custom signer, e.g. a KMS one, is not carried over: it signs as this merchant),
+        every other middleware (retry, limiter, logger, your own) is shared as it is.
+        Closing it leaves the shared pools open (close the client it came from).
         """
         config = Config(
             mchid=mchid,
@@ -308,8 +310,13 @@ class Client:
             base_url=base_url if base_url is not None else self._config.base_url,
         )
         merchant = Client.__new__(Client)
-        merchant._setup(config, self._transport, default_stack(config), owner=False)
+        merchant._setup(config, self._transport, self._stack_for(config), owner=False)
         return merchant
+
+    def _stack_for(self, config: Config) -> Stack:
+        """This client's stack with the merchant-bound middlewares rebuilt for ``config``."""
+        bound = {name: mw for name, mw in default_stack(config) if name != "template"}
+        return Stack((name, bound.get(name, mw)) for name, mw in self._stack)
 
     # --- sending ------------------------------------------------------------------------
     def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
