@@ -15,6 +15,7 @@ from wechatpay_chain import (
     APIError,
     Client,
     DecryptionError,
+    NotificationError,
     PlatformCertificate,
     PublicKeyOnlyError,
     VerificationError,
@@ -521,3 +522,42 @@ async def test_merchant_clients_inherit_middlewares_but_sign_as_themselves(
         assert len(kms_calls) == 1 and len(seen) == 2
     finally:
         del wechatpay_server.merchants[other.mchid]
+
+
+async def test_notification_from_a_rotated_certificate_refreshes_when_auto_refresh_is_on(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client
+) -> None:
+    from wechatpay_chain.testing._notify import build_notification
+
+    wechatpay_server.mode = "certificate"
+    handled: list[str] = []
+
+    async def handler(notification: Any) -> None:
+        handled.append(notification.resource["out_trade_no"])
+
+    resource = {"out_trade_no": "T-1", "trade_state": "SUCCESS"}
+    async with wechatpay_client.certificates.auto_refresh():
+        wechatpay_server.rotate_certificate()
+        headers, body = build_notification(wechatpay_server, "TRANSACTION.SUCCESS", resource)
+        with pytest.raises(NotificationError, match="unknown_serial"):
+            wechatpay_client.notifications.parse(headers, body)  # sync: no refresh
+        answer = await wechatpay_client.notifications.handle(headers, body, handler)
+    assert answer.status in (200, 204)
+    assert handled == ["T-1"]
+
+
+async def test_notification_from_an_unknown_serial_is_refused_without_auto_refresh(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client
+) -> None:
+    from wechatpay_chain.testing._notify import build_notification
+
+    wechatpay_server.mode = "certificate"
+    wechatpay_server.rotate_certificate()
+    headers, body = build_notification(wechatpay_server, "TRANSACTION.SUCCESS", {"a": "b"})
+
+    async def handler(notification: Any) -> None:
+        raise AssertionError("must not run")
+
+    answer = await wechatpay_client.notifications.handle(headers, body, handler)
+    assert answer.status == 401
+    assert downloads(wechatpay_server) == 0

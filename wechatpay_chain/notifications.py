@@ -430,6 +430,23 @@ class Notifications:
             raise NotificationError("bad_signature", str(exc)) from None
         return self._decrypt_v3(raw, apiv3_key)
 
+    async def aparse(
+        self, headers: HeadersLike, body: bytes, *, now: float | None = None
+    ) -> Notification:
+        """``parse``, and on an unknown serial one certificate refresh first, when the client
+        refreshes automatically (``client.certificates.auto_refresh``): a notification signed
+        by a newly rotated certificate then verifies instead of being refused."""
+        try:
+            return self.parse(headers, body, now=now)
+        except NotificationError as exc:
+            resolve = self._config.resolve_serial
+            serial = _fold(headers).get("Wechatpay-Serial")
+            if exc.reason != "unknown_serial" or resolve is None or not serial:
+                raise
+            if not await resolve(serial):
+                raise
+        return self.parse(headers, body, now=now)
+
     def _check_headers(self, headers: _Folded, now: float) -> _v3.SignedHeaders:
         signature_type = headers.get("Wechatpay-Signature-Type")
         if signature_type and signature_type != _v3.AUTH_SCHEME:
@@ -592,7 +609,10 @@ class Notifications:
         ``dedup`` defaults to this object's in-memory store; ``False`` turns it off.
         """
         try:
-            notification = self.verify(kind, headers, body, now=now)
+            if kind == "v3":
+                notification: AnyNotification = await self.aparse(headers, body, now=now)
+            else:
+                notification = self.verify(kind, headers, body, now=now)
         except NotificationError as exc:
             log_rejection(kind, exc)
             return Answer.reject(kind, exc.reason)
