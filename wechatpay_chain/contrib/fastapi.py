@@ -128,7 +128,10 @@ class WechatpayNotification:
             )
         body = await request.body()
         try:
-            notification = self._notifications.verify(kind, request.headers, body)
+            if kind == "v3":
+                notification: Any = await self._notifications.aparse(request.headers, body)
+            else:
+                notification = self._notifications.verify(kind, request.headers, body)
         except NotificationError as exc:
             log_rejection(kind, exc)
             raise NotificationAnswer(Answer.reject(kind, exc.reason)) from None
