@@ -158,7 +158,7 @@ async def test_server_errors_raise_api_error_with_code_and_request_id(
         await wechatpay_client[TEMPLATE].post(openid="o-1", json=coupon(wechatpay_server))
     error = info.value
     assert isinstance(error, httpx.HTTPStatusError)
-    assert (error.status_code, error.code) == (500, "SYSTEM_ERROR")
+    assert (error.status_code, error.status, error.code) == (500, 500, "SYSTEM_ERROR")
     assert error.request_id and error.request_id in str(error)
 
 

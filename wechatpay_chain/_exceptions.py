@@ -90,6 +90,11 @@ class APIError(WechatpayError, httpx.HTTPStatusError):
         self.err_code = err_code
         self.err_code_des = err_code_des
 
+    @property
+    def status(self) -> int:
+        """The HTTP status (same as ``status_code``)."""
+        return self.status_code
+
     def __str__(self) -> str:
         parts = [f"HTTP {self.status_code}"]
         if self.code:
