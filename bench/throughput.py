@@ -92,10 +92,29 @@ ROWS = [
     ),
     Row("chain", "async", "asyncio", "wechatpay-chain, defaults: `Client(...)`, `await ...post()`"),
     Row(
+        "chain-h11",
+        "async",
+        "asyncio",
+        "wechatpay-chain defaults, the engine with h11 as the parser (httptools missing)",
+    ),
+    Row(
+        "chain-full",
+        "async",
+        "asyncio",
+        "wechatpay-chain over the engine through httpx's full AsyncClient.send path",
+    ),
+    Row(
+        "chain-httpcore",
+        "async",
+        "asyncio",
+        "wechatpay-chain on httpx's own transport (httpcore, 20 keep-alive): trio/proxy path",
+    ),
+    Row(
         "chain-ka20",
         "async",
         "asyncio",
         "wechatpay-chain with httpx's default keep-alive pool (20) instead of 128",
+        default=False,
     ),
     Row("chain-trio", "async", "trio", "wechatpay-chain defaults under trio", ("trio",)),
     Row("chain-uvloop", "async", "uvloop", "wechatpay-chain defaults on uvloop", ("uvloop",)),
@@ -155,6 +174,12 @@ ROWS = [
     ),
     Row("httpx-sync", "sync", "-", "bare httpx.Client() from 1 / 64 threads (sync baseline)"),
     Row("chain-sync", "sync", "-", "wechatpay-chain post_sync() from 1 / 64 threads"),
+    Row(
+        "chain-sync-httpcore",
+        "sync",
+        "-",
+        "wechatpay-chain post_sync() on httpx's own transport (httpcore)",
+    ),
     Row(
         "chain-sync-aiohttp",
         "sync",
@@ -267,7 +292,17 @@ def chain_client(name: str, options: dict[str, Any]) -> Any:
     from wechatpay_chain import Client
 
     extra: dict[str, Any] = {}
-    if name.endswith("-ka20"):
+    if name.endswith("-httpcore"):
+        import wechatpay_chain._transport
+
+        wechatpay_chain._transport.USE_ENGINE = False
+    elif name == "chain-h11":
+        import wechatpay_chain._engine
+
+        wechatpay_chain._engine.httptools = None  # as if it were not installed
+    elif name == "chain-full":
+        extra["follow_redirects"] = True  # a client option only AsyncClient.send implements
+    elif name.endswith("-ka20"):
         import httpx
 
         extra["limits"] = httpx.Limits(

@@ -23,7 +23,7 @@ from ._middlewares import (
 )
 from ._pipeline import Handler, Middleware, Request, Stack
 from ._sensitive import Encrypted
-from ._transport import _Transport
+from ._transport import _Pool, _Transport
 
 if TYPE_CHECKING:
     from ._batch import Batches
@@ -423,17 +423,25 @@ class Client:
 
     async def _transmit(self, request: Request) -> httpx.Response:
         pools = self._transport.current()
-        http = pools.secure(self._config) if request.security else pools.plain
+        pool = pools.secure(self._config) if request.security else pools.plain
+        if request.security:
+            return await self._send_secure(pool, request)
+        return await self._dispatch(pool, request)
+
+    @staticmethod
+    async def _dispatch(pool: _Pool, request: Request) -> httpx.Response:
+        content = request.content
+        if pool.direct and request.sink is None and (content is None or type(content) is bytes):
+            return await pool.send(request)  # straight to the transport: the hot path
+        http = pool.http
         built = http.build_request(
             request.method,
             request.url,
             headers=request.headers,
-            content=request.content,
+            content=content,
             timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
             extensions=request.extensions,
         )
-        if request.security:
-            return await self._send_secure(http, built, request)
         if request.sink is None:
             return await http.send(built)
         from ._sink import receive_into
@@ -441,23 +449,17 @@ class Client:
         return await receive_into(http, built, request)
 
     @staticmethod
-    async def _send_secure(
-        http: httpx.AsyncClient, built: httpx.Request, request: Request
-    ) -> httpx.Response:
+    async def _send_secure(pool: _Pool, request: Request) -> httpx.Response:
         try:
-            if request.sink is None:
-                return await http.send(built)
-            from ._sink import receive_into
-
-            return await receive_into(http, built, request)
+            return await Client._dispatch(pool, request)
         except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
             # TLS 1.3 reports a refused client certificate on the first read, as a bare error
             # or as a disconnect.
             raise type(exc)(
-                f"security=True request to {built.url.host} failed at the TLS layer or the "
-                f"connection dropped; if it persists, check that merchant_cert is the merchant's "
-                f"current API certificate ({type(exc).__name__}: {exc})",
-                request=built,
+                f"security=True request to {httpx.URL(request.url).host} failed at the TLS "
+                f"layer or the connection dropped; if it persists, check that merchant_cert is "
+                f"the merchant's current API certificate ({type(exc).__name__}: {exc})",
+                request=exc._request or httpx.Request(request.method, request.url),
             ) from exc
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -44,6 +44,10 @@ UNSIGNED_V3_PATHS: tuple[str, ...] = (
     "v3/transferdownload/elecvoucherfile",
     "v3/merchant-service/images/",
     "v3/new-tax-control-fapiao/download-invoice-file",
+    # Cross-border: the statement file (its answer has Wechatpay-Statement-Sha1, no
+    # signature) and complaint images.
+    "v3/global/statements",
+    "v3/global/merchant-service/images/",
 )
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime
+import logging
+import os
 import platform
+import ssl
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed_version
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.request import getproxies
 
 import httpx
 import sniffio
@@ -21,18 +27,33 @@ from ._exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:
     from ._config import Config
+    from ._pipeline import Request
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "USER_AGENT", "loop_key"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_TIMEOUT", "HTTPCORE_LIMITS", "USER_AGENT", "loop_key"]
 
 T = TypeVar("T")
 
 
 # WeChat Pay closes idle connections after about 8 s: expire ours first. 64 requests in
-# flight should not churn connections, so the keep-alive pool is as large as the pool.
+# flight should not churn connections, so the keep-alive pool is as large as the pool (the
+# engine, _engine.py, takes an idle connection without looking at the others).
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0
 )
+#: For httpx's own transport (trio, proxies, HTTP/2): httpcore walks every pooled
+#: connection on each request, so a small keep-alive pool is faster (bench/README.md).
+HTTPCORE_LIMITS = httpx.Limits(
+    max_connections=128, max_keepalive_connections=20, keepalive_expiry=5.0
+)
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+#: False: httpx's own transport everywhere (benchmarks and tests compare both).
+USE_ENGINE = True
+#: Options that put a transport of someone else's under the client (or a proxy in front).
+_NOT_OURS = ("transport", "mounts", "proxy", "proxies", "app")
+#: Client-level httpx features that only ``AsyncClient.send`` implements.
+_FULL_PATH = ("auth", "params", "cookies", "event_hooks", "follow_redirects", "default_encoding")
+_HTTPX_LOG = logging.getLogger("httpx")
 
 def _version(name: str) -> str:
     try:
@@ -46,6 +67,131 @@ USER_AGENT = (
     f"wechatpay-chain/{_version('wechatpay-chain')} httpx/{httpx.__version__} "
     f"({platform.system()}; Python/{platform.python_version()})"
 )
+
+
+_SHARED_CONTEXTS: dict[tuple[Any, ...], ssl.SSLContext] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_ssl_context(verify: bool, trust_env: bool) -> ssl.SSLContext:
+    """httpx's default context for ``verify=True``/``False``, made once per process
+    (loading the CA bundle costs ~20 ms of CPU)."""
+    env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if trust_env else ()
+    key = (verify, trust_env, *env)
+    context = _SHARED_CONTEXTS.get(key)
+    if context is None:
+        with _SHARED_LOCK:
+            context = _SHARED_CONTEXTS.get(key)
+            if context is None:
+                context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+                _SHARED_CONTEXTS[key] = context
+    return context
+
+
+def _environment_proxies(trust_env: bool) -> bool:
+    """Would httpx route requests through a proxy taken from the environment?"""
+    if not trust_env:
+        return False
+    proxies = getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+_URLS: dict[str, httpx.URL] = {}
+
+
+def _url(text: str) -> httpx.URL:
+    url = _URLS.get(text)
+    if url is None:
+        if len(_URLS) >= 512:
+            _URLS.clear()
+        url = _URLS[text] = httpx.URL(text)
+    return url
+
+
+class _Pool:
+    """An httpx client and, when none of its options needs ``AsyncClient.send``, the
+    transport under it: requests are then built and handed to the transport directly
+    (the same request httpx would build, minus ~100 µs of its client machinery)."""
+
+    __slots__ = ("_base", "_direct", "_headers", "_timeout", "direct", "http")
+
+    def __init__(self, http: httpx.AsyncClient, direct: httpx.AsyncBaseTransport | None) -> None:
+        self.http = http
+        self._direct = direct
+        self.direct = direct is not None
+        self._headers = list(http.headers.raw)
+        self._base = [(n, v, n.decode("latin-1").lower()) for n, v in self._headers]
+        self._timeout = http.timeout.as_dict()
+
+    async def send(self, request: Request) -> httpx.Response:
+        """Send ``request`` (a bytes or empty body) as ``http.send`` would, and read it."""
+        transport = self._direct
+        assert transport is not None
+        if self.http.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        given = request.headers
+        headers: list[tuple[Any, Any]]
+        names: set[str] | tuple[()] = ()
+        if given:
+            names = {name.lower() for name in given}
+            headers = [(n, v) for n, v, low in self._base if low not in names]
+            headers.extend(given.items())
+        else:
+            headers = self._headers.copy()
+        timeout = request.timeout
+        extensions: dict[str, Any] = {
+            "timeout": self._timeout if timeout is None else httpx.Timeout(timeout).as_dict()
+        }
+        if request.extensions:
+            extensions = {**request.extensions, **extensions}
+        url = _url(request.url)
+        content = request.content
+        assert content is None or type(content) is bytes
+        # What httpx.Request(content=...) adds, without its encoding machinery.
+        if "host" not in names:
+            headers.append((b"Host", url.netloc))
+        if "content-length" not in names and "transfer-encoding" not in names:
+            if content:
+                headers.append((b"Content-Length", b"%d" % len(content)))
+            elif request.method in ("POST", "PUT", "PATCH"):
+                headers.append((b"Content-Length", b"0"))
+        built = httpx.Request(
+            request.method,
+            url,
+            headers=headers,
+            stream=httpx.ByteStream(content or b""),
+            extensions=extensions,
+        )
+        built.read()
+        start = time.perf_counter()
+        try:
+            response = await transport.handle_async_request(built)
+        except httpx.RequestError as exc:
+            exc.request = built
+            raise
+        response.request = built
+        complete = getattr(response.stream, "complete_body", None)
+        body = complete() if complete is not None else None
+        if body is not None:  # the engine has the whole (identity-encoded) body already
+            response._content = body
+            response.is_stream_consumed = response.is_closed = True
+        else:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
+        if _HTTPX_LOG.isEnabledFor(logging.INFO):
+            _HTTPX_LOG.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                built.method,
+                built.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        return response
 
 
 def loop_key() -> object:
@@ -63,12 +209,12 @@ class _LoopPools:
 
     __slots__ = ("_make", "_secure", "plain")
 
-    def __init__(self, make: Callable[[Config | None], httpx.AsyncClient]) -> None:
+    def __init__(self, make: Callable[[Config | None], _Pool]) -> None:
         self._make = make
         self.plain = make(None)
-        self._secure: dict[Config, httpx.AsyncClient] = {}
+        self._secure: dict[Config, _Pool] = {}
 
-    def secure(self, config: Config) -> httpx.AsyncClient:
+    def secure(self, config: Config) -> _Pool:
         """The pool presenting ``config``'s merchant certificate."""
         pool = self._secure.get(config)
         if pool is None:
@@ -76,9 +222,9 @@ class _LoopPools:
         return pool
 
     async def aclose(self) -> None:
-        await self.plain.aclose()
+        await self.plain.http.aclose()
         for pool in self._secure.values():
-            await pool.aclose()
+            await pool.http.aclose()
 
 
 class _Portal:
@@ -148,12 +294,35 @@ class _Transport:
         self._pools: dict[object, _LoopPools] = {}
         self._last: tuple[object, _LoopPools] | None = None
         self._ssl_contexts: dict[Config, Any] = {}
+        self._ssl_context: ssl.SSLContext | None = None
         self.portal = _Portal()
 
-    def _make(self, secure: Config | None) -> httpx.AsyncClient:
-        """A pool; with ``secure``, one presenting that merchant's certificate (mutual TLS)."""
+    def _plain_ssl_context(self) -> ssl.SSLContext:
+        """The context for https without a merchant certificate: made once per client (not
+        per event loop), and shared between clients when ``verify`` is True or False."""
+        context = self._ssl_context
+        if context is None:
+            verify = self._options.get("verify", True)
+            trust_env = bool(self._options.get("trust_env", True))
+            if isinstance(verify, ssl.SSLContext):
+                context = verify
+            elif isinstance(verify, bool) and not self._options.get("http2"):
+                # (httpcore sets ALPN on the context it is given: HTTP/2 gets its own)
+                context = _shared_ssl_context(verify, trust_env)
+            else:
+                context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+            self._ssl_context = context
+        return context
+
+    def _make(self, secure: Config | None) -> _Pool:
+        """A pool; with ``secure``, one presenting that merchant's certificate (mutual TLS).
+
+        On asyncio, unless the client was given a transport, mounts, a proxy (or the
+        environment names one) or HTTP/2, its transport is the engine (_engine.py);
+        elsewhere httpx's own. Unless auth, cookies, params, event hooks or redirects are
+        configured, requests go to that transport directly (_Pool.send).
+        """
         options = dict(self._options)
-        options.setdefault("limits", DEFAULT_LIMITS)
         options.setdefault("timeout", DEFAULT_TIMEOUT)
         headers = httpx.Headers(options.get("headers"))
         headers.setdefault("User-Agent", USER_AGENT)
@@ -172,8 +341,40 @@ class _Transport:
                     secure, options.get("verify", True), options.get("trust_env", True)
                 )
                 self._ssl_contexts[secure] = context
-            options["verify"] = context
-        return httpx.AsyncClient(**options)
+        else:
+            context = None
+        ours = not any(options.get(name) for name in _NOT_OURS) and not _environment_proxies(
+            bool(options.get("trust_env", True))
+        )
+        if not ours:
+            options.setdefault("limits", HTTPCORE_LIMITS)
+            if context is not None:
+                options["verify"] = context
+            elif options.get("transport") is None:
+                options["verify"] = self._plain_ssl_context()
+            return _Pool(httpx.AsyncClient(**options), None)
+        http1 = bool(options.pop("http1", True))
+        http2 = bool(options.pop("http2", False))
+        limits = options.pop("limits", None)
+        options.pop("verify", None)
+        transport: httpx.AsyncBaseTransport
+        if USE_ENGINE and http1 and not http2 and sniffio.current_async_library() == "asyncio":
+            from ._engine import AsyncEngine
+
+            transport = AsyncEngine(
+                ssl_context=context if context is not None else self._plain_ssl_context,
+                limits=limits or DEFAULT_LIMITS,
+            )
+        else:
+            transport = httpx.AsyncHTTPTransport(
+                verify=context if context is not None else self._plain_ssl_context(),
+                http1=http1,
+                http2=http2,
+                limits=limits or HTTPCORE_LIMITS,
+            )
+        options["transport"] = transport
+        direct = None if any(options.get(name) for name in _FULL_PATH) else transport
+        return _Pool(httpx.AsyncClient(**options), direct)
 
     def current(self) -> _LoopPools:
         key = loop_key()

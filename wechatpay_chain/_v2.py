@@ -44,9 +44,12 @@ UNSIGNED_ANSWER_PATHS: frozenset[str] = frozenset(
         # Transfers to balance, and their query: documented answers have no sign field.
         "mmpaymkttransfers/promotion/transfers",
         "mmpaymkttransfers/gettransferinfo",
-        # Transfers to bank cards, served under mmpaysptrans/ (not mmpaymkttransfers/).
+        # Transfers to bank cards, served under mmpaysptrans/; the PHP SDK (and some docs)
+        # spell them under mmpaymkttransfers/, so both answer unsigned.
         "mmpaysptrans/pay_bank",
         "mmpaysptrans/query_bank",
+        "mmpaymkttransfers/pay_bank",
+        "mmpaymkttransfers/query_bank",
         # WeCom (企业微信) payments to staff and their query: no sign in the answer.
         "mmpaymkttransfers/promotion/paywwsptrans2pocket",
         "mmpaymkttransfers/promotion/querywwsptrans2pocket",

@@ -91,6 +91,32 @@ class SignedHeaders:
     signature_type: str
 
 
+_SIGNED_NAMES = (
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+    "Wechatpay-Signature-Type",
+)
+_SIGNED_INDEX = {name.lower().encode("ascii"): i for i, name in enumerate(_SIGNED_NAMES)}
+
+
+def _signed_values(headers: Mapping[str, str]) -> list[str | None]:
+    """The five ``Wechatpay-*`` values; one pass over an httpx.Headers' raw list (five
+    ``get`` calls would scan it five times), repeated headers joined as ``get`` joins them."""
+    raw = getattr(headers, "raw", None)
+    if not isinstance(raw, list):
+        return [headers.get(name) for name in _SIGNED_NAMES]
+    found: list[bytes | None] = [None] * len(_SIGNED_NAMES)
+    for name, value in raw:
+        i = _SIGNED_INDEX.get(name.lower())
+        if i is not None:
+            before = found[i]
+            found[i] = value if before is None else before + b", " + value
+    encoding: str = getattr(headers, "encoding", "utf-8")
+    return [None if value is None else value.decode(encoding) for value in found]
+
+
 def signed_headers(
     headers: Mapping[str, str], *, now: float, max_skew: int = MAX_SKEW
 ) -> SignedHeaders:
@@ -99,10 +125,7 @@ def signed_headers(
     ``headers`` must look names up case-insensitively (httpx.Headers does; so does the
     notification verifier's own mapping). Raises VerificationError naming what is wrong.
     """
-    timestamp = headers.get("Wechatpay-Timestamp")
-    nonce = headers.get("Wechatpay-Nonce")
-    signature = headers.get("Wechatpay-Signature")
-    serial = headers.get("Wechatpay-Serial")
+    timestamp, nonce, signature, serial, signature_type = _signed_values(headers)
     missing = [
         name
         for name, value in (
@@ -116,7 +139,7 @@ def signed_headers(
     if missing:
         raise VerificationError(f"answer is not signed: missing {', '.join(missing)}")
     assert timestamp and nonce and signature and serial  # narrowed by the check above
-    signature_type = headers.get("Wechatpay-Signature-Type") or AUTH_SCHEME
+    signature_type = signature_type or AUTH_SCHEME
     if signature_type != AUTH_SCHEME:
         raise VerificationError(
             f"Wechatpay-Signature-Type {signature_type!r} is not supported; expected {AUTH_SCHEME}"

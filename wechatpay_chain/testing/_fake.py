@@ -226,6 +226,8 @@ class FakeWechatPay:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.state: dict[str, Any] = {}
+        #: ``catch_all()``: unrouted requests get an echo instead of a 404 (``_catchall.py``).
+        self._catch_all = False
         #: With ``tls=True``: the test CA behind the HTTPS listener and the merchant certificates.
         self.ca: TestCA | None = TestCA() if tls else None
         self._server = ServerThread(
@@ -373,6 +375,10 @@ class FakeWechatPay:
             ]
             self._routes.insert(0, route)
 
+    def catch_all(self, enabled: bool = True) -> None:
+        """Answer every endpoint: requests no route matches get an echo (``_catchall.py``)."""
+        self._catch_all = enabled
+
     def misbehave(
         self, kind: str, *, times: int = 1, template: str | None = None, delay: float = 1.0
     ) -> None:
@@ -383,13 +389,14 @@ class FakeWechatPay:
             self._faults.append(_Fault(kind, times, template, delay))
 
     def reset(self) -> None:
-        """Forget recorded requests, pending faults, state and custom routes."""
+        """Forget recorded requests, pending faults, state, custom routes and catch-all mode."""
         with self._lock:
             self.requests.clear()
             self._faults.clear()
             self.state.clear()
             self._routes = []
             self._server.connections = 0
+            self._catch_all = False
         self.mode = "public_key"
         from . import _seeds
 
@@ -426,6 +433,10 @@ class FakeWechatPay:
                 return route, {
                     n: unquote(v) for n, v in zip(route.names, found.groups(), strict=True)
                 }
+        if self._catch_all:
+            from ._catchall import route_for
+
+            return route_for(method, path), {}
         return None
 
     async def _handle_v3(self, http: HTTPRequest, path: str, raw_query: str) -> HTTPReply | None:
@@ -527,6 +538,8 @@ class FakeWechatPay:
         if kind == "tamper_body":
             body = body.replace(b"}", b',"tampered":true}', 1) if body else b"{}"
             reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
+            if status in (204, 304):
+                status = 200  # these cannot carry the forged body
         if kind == "reset_mid_answer":
             half = [body[: len(body) // 2]]
             return HTTPReply(status, b"", reply_headers, stream=half, length=len(body), reset=True)

@@ -240,6 +240,7 @@ class ServerThread:
         except (
             ConnectionError,
             h11.RemoteProtocolError,
+            h11.LocalProtocolError,  # a handler's reply HTTP cannot carry (a body on a 204)
             asyncio.IncompleteReadError,
             asyncio.CancelledError,  # the server is stopping
         ):

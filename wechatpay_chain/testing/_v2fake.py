@@ -42,7 +42,6 @@ SECURE_PATHS: frozenset[str] = frozenset(
         "mmpaysptrans/query_bank",
         "risk/getpublickey",
         "pay/downloadfundflow",
-        "pay/profitsharingfinish",
     }
 )
 
