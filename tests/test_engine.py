@@ -548,4 +548,9 @@ def test_engine_switch_is_read_per_pool(
     monkeypatch.setattr(transport_module, "USE_ENGINE", False)
     with wechatpay_server.client() as client:
         assert client.v3.certificates.get_sync().status_code == 200
-    assert engine_module.PARSER in ("httptools", "h11")
+        (pools,) = client._transport._pools.values()  # the sync bridge's loop
+        fallback = pools.plain.http._transport
+        assert isinstance(fallback, httpx.AsyncHTTPTransport) and pools.plain.direct
+        assert fallback._pool._max_keepalive_connections == 10  # httpcore scans its pool
+    monkeypatch.setattr(engine_module, "httptools", None)  # as if it were not installed
+    assert AsyncEngine().parser == "h11"

@@ -141,3 +141,13 @@ async def test_sync_call_from_inside_asyncio_or_trio_code(
     assert resp.status_code == 200
     resp = await wechatpay_client[TEMPLATE].post(openid="o-1", json=body(wechatpay_server, "in2"))
     assert resp.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_close_from_inside_asyncio_or_trio_code(wechatpay_server: FakeWechatPay) -> None:
+    client = wechatpay_server.client()
+    client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "close-in"))
+    bridge = client._transport.portal._thread
+    assert bridge is not None
+    client.close()
+    assert not bridge.is_alive()

@@ -230,8 +230,9 @@ class ServerThread:
                     continue
                 headers = [("Content-Length", str(len(reply.body))), *reply.headers]
                 data = conn.send(h11.Response(status_code=reply.status, headers=headers))
-                data = (data or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
-                data += conn.send(h11.EndOfMessage()) or b""
+                if request.method != "HEAD":  # a HEAD answer announces a body it never sends
+                    data = (data or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
+                data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
                 writer.write(data)
                 await writer.drain()
                 if conn.our_state is h11.MUST_CLOSE:
