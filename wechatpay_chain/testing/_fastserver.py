@@ -20,7 +20,6 @@ import asyncio
 import functools
 import secrets
 import ssl
-import threading
 import time
 import types
 from collections.abc import Awaitable, Coroutine, Generator
@@ -28,7 +27,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 from ._fake import FakeWechatPay, Merchant
-from ._http import App, HTTPReply, HTTPRequest
+from ._http import App, HTTPReply, HTTPRequest, LoopThread
 
 __all__ = ["BenchmarkWechatPay", "FastServerThread"]
 
@@ -241,8 +240,10 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
-class FastServerThread:
+class FastServerThread(LoopThread):
     """Serves ``app`` on 127.0.0.1 from its own thread; the interface of ``ServerThread``."""
+
+    thread_name = "fake-wechatpay-fast"
 
     def __init__(
         self,
@@ -252,47 +253,19 @@ class FastServerThread:
         port: int = 0,
         loop_factory: Any = None,
     ) -> None:
+        super().__init__(loop_factory)
         self.app = app
         self._ssl = ssl_context
         self._want_port = port
-        self._loop_factory = loop_factory or asyncio.new_event_loop
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self.open: set[asyncio.Transport] = set()
-        self.port = 0
-        self.tls_port = 0
-        #: Connections accepted so far.
-        self.connections = 0
 
-    def start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = self._loop_factory()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._listen())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            for server in self._servers:
-                server.close()
-            for transport in list(self.open):
-                transport.close()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-wechatpay-fast", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            raise failure[0]
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in list(self.open):
+            transport.close()
+        await asyncio.sleep(0)
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
@@ -307,14 +280,6 @@ class FastServerThread:
             )
             self._servers.append(secure)
             self.tls_port = secure.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._loop = self._thread = None
 
     def drop_connections(self) -> None:
         """Close every open connection (as WeChat Pay does with idle ones)."""

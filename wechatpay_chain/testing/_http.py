@@ -125,16 +125,16 @@ async def _reset(writer: asyncio.StreamWriter) -> None:
 App = Callable[[HTTPRequest], Awaitable[HTTPReply | None]]
 
 
-class ServerThread:
-    """Serves ``app`` on 127.0.0.1 (plain, and TLS when ``ssl_context`` is given)."""
+class LoopThread:
+    """An asyncio loop in a daemon thread: ``start()`` runs ``_listen()`` and serves until
+    ``stop()``, which runs ``_shutdown()``. Servers subclass it and fill in both."""
 
-    def __init__(self, app: App, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._app = app
-        self._ssl = ssl_context
+    thread_name = "fake-wechatpay"
+
+    def __init__(self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
+        self._loop_factory = loop_factory or asyncio.new_event_loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._servers: list[asyncio.Server] = []
-        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self.tls_port = 0
         #: Connections accepted so far (tests check that clients reuse theirs).
@@ -145,7 +145,7 @@ class ServerThread:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = asyncio.new_event_loop()
+            loop = self._loop_factory()
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
@@ -159,11 +159,36 @@ class ServerThread:
             loop.run_until_complete(self._shutdown())
             loop.close()
 
-        self._thread = threading.Thread(target=run, name="fake-wechatpay", daemon=True)
+        self._thread = threading.Thread(target=run, name=self.thread_name, daemon=True)
         self._thread.start()
         ready.wait()
         if failure:
             raise failure[0]
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        self._loop = self._thread = None
+
+    async def _listen(self) -> None:
+        raise NotImplementedError
+
+    async def _shutdown(self) -> None:
+        """Close what ``_listen`` opened; runs on the loop after it stopped serving."""
+
+
+class ServerThread(LoopThread):
+    """Serves ``app`` on 127.0.0.1 (plain, and TLS when ``ssl_context`` is given)."""
+
+    def __init__(self, app: App, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__()
+        self._app = app
+        self._ssl = ssl_context
+        self._servers: list[asyncio.Server] = []
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def _listen(self) -> None:
         plain = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -183,14 +208,6 @@ class ServerThread:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._loop = self._thread = None
 
     def drop_connections(self) -> None:
         """Close every open connection (as WeChat Pay does with idle ones)."""
