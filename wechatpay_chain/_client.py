@@ -82,6 +82,7 @@ class Client:
         rate_limit: RateLimit | None = None,
         log_requests: bool = False,
         metrics: MetricsHook | None = None,
+        parallel_signing: bool = True,
         **httpx_options: Any,
     ) -> None:
         unknown = sorted(set(httpx_options) - _HTTPX_OPTIONS)
@@ -102,6 +103,11 @@ class Client:
             merchant_key_password=merchant_key_password,
             base_url=base_uri if base_uri is not None else base_url,
         )
+        if not isinstance(parallel_signing, bool):
+            raise InvalidArgumentError(
+                f"parallel_signing must be True or False, got {type(parallel_signing).__name__}"
+            )
+        config.parallel_signing = parallel_signing
         stack = default_stack(config)
         if retry is not None or rate_limit is not None or log_requests or metrics is not None:
             from ._retry import resilient_stack
@@ -309,6 +315,7 @@ class Client:
             merchant_key_password=merchant_key_password,
             base_url=base_url if base_url is not None else self._config.base_url,
         )
+        config.parallel_signing = self._config.parallel_signing
         merchant = Client.__new__(Client)
         merchant._setup(config, self._transport, self._stack_for(config), owner=False)
         return merchant

@@ -53,6 +53,7 @@ class Config:
         "merchant_identity",
         "merchant_key",
         "merchant_key_password",
+        "parallel_signing",
         "platform_keys",
         "private_key",
         "resolve_serial",
@@ -99,6 +100,8 @@ class Config:
         self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
         #: Set once ``client.encrypt`` was used: JSON bodies are then scanned for its values.
         self.encrypted = False
+        #: Sign on spare cores while other requests are in flight (``Client(parallel_signing=)``).
+        self.parallel_signing = True
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")

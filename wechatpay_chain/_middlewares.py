@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -19,6 +20,7 @@ from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
 from ._media import UploadForm
+from ._parallel import signing_threads
 from ._pipeline import Handler, Request
 from ._sensitive import serial_header
 from ._sink import SignedBody
@@ -283,8 +285,28 @@ class SignRequest:
                 body = content if isinstance(content, bytes) else b""
             message = _v3.request_message(request.method, request.target, timestamp, nonce, body)
             if self._rsa_sign is None:
-                assert config.private_key is not None
-                signature = crypto.sign_sha256_rsa(message, config.private_key)
+                key = config.private_key
+                assert key is not None
+                threads = signing_threads() if config.parallel_signing else None
+                loop = _get_running_loop() if threads is not None else None
+                if loop is not None:
+                    assert threads is not None
+                    load = threads.load(loop)
+                    load.inflight += 1
+                    try:
+                        # Alone on its loop, a request is signed inline: a thread would only
+                        # add latency. With others in flight, a spare core signs it.
+                        if load.inflight > 1:
+                            signature = await threads.sign(load, key, message)
+                        else:
+                            signature = crypto.sign_sha256_rsa(message, key)
+                        request.headers["Authorization"] = _v3.authorization(
+                            mchid, serial, timestamp, nonce, signature
+                        )
+                        return await call_next(request)
+                    finally:
+                        load.inflight -= 1
+                signature = crypto.sign_sha256_rsa(message, key)
             else:
                 result = self._rsa_sign(message)
                 signature = result if isinstance(result, str) else await result

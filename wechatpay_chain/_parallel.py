@@ -1,0 +1,162 @@
+"""APIv3 request signing on spare cores while other requests of the same event loop are in flight.
+
+An RSA-2048 signature costs about 0.3 ms of CPU, most of what a request costs the client, and
+``cryptography`` releases the GIL while it computes one. When an asyncio loop has several
+requests in flight and the process may use more than one core, the signatures are computed
+by a few worker threads while the loop goes on with sockets, parsing and verification. One
+request at a time gains nothing from a thread (the hand-over only adds latency), so a request
+that is alone on its loop is signed inline, as before.
+
+Results come back through one inbox per loop: a worker appends and wakes the loop only when
+the inbox was empty, so a loop busy with many requests pays one wake-up for several
+signatures. Under trio, or with one usable core, everything is signed inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import queue
+import threading
+from collections import deque
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+__all__ = ["LoopLoad", "SigningThreads", "signing_threads"]
+
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+_Outcome = tuple["asyncio.Future[str]", str | None, BaseException | None]
+
+
+class LoopLoad:
+    """Per event loop: how many signed requests are in flight, and the inbox of signatures."""
+
+    __slots__ = ("_armed", "_done", "_lock", "inflight", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: Requests between their signing and their answer (or failure) on this loop.
+        self.inflight = 0
+        self._done: deque[_Outcome] = deque()
+        self._lock = threading.Lock()
+        self._armed = False
+
+    def deliver(self, outcome: _Outcome) -> None:
+        """From a worker thread: hand a signature (or its failure) back to the loop."""
+        self._done.append(outcome)
+        with self._lock:
+            if self._armed:
+                return
+            self._armed = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._armed = False
+        done = self._done
+        while done:
+            future, signature, error = done.popleft()
+            if future.done():  # the waiting request was cancelled
+                continue
+            if error is None:
+                future.set_result(signature)  # type: ignore[arg-type]
+            else:
+                future.set_exception(error)
+
+
+class SigningThreads:
+    """A few daemon threads that compute SHA256withRSA signatures for event loops."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._jobs: queue.SimpleQueue[tuple[LoopLoad, asyncio.Future[str], Any, bytes]] = (
+            queue.SimpleQueue()
+        )
+        self._loads: dict[asyncio.AbstractEventLoop, LoopLoad] = {}
+        self._lock = threading.Lock()
+        self._started = False
+        #: Signatures computed by the workers so far (for tests and diagnostics).
+        self.signed = 0
+
+    def load(self, loop: asyncio.AbstractEventLoop) -> LoopLoad:
+        load = self._loads.get(loop)
+        if load is None:
+            with self._lock:
+                # Forget loops that were closed, so a process that runs many short loops
+                # (asyncio.run per batch, the tests) does not keep them all.
+                for old in [old for old in self._loads if old.is_closed()]:
+                    del self._loads[old]
+                load = self._loads.setdefault(loop, LoopLoad(loop))
+        return load
+
+    def sign(self, load: LoopLoad, key: rsa.RSAPrivateKey, message: bytes) -> asyncio.Future[str]:
+        """The base64 signature of ``message``, computed on a worker thread."""
+        if not self._started:
+            self._start()
+        future: asyncio.Future[str] = load.loop.create_future()
+        self._jobs.put((load, future, key, message))
+        return future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            for number in range(self.threads):
+                worker = threading.Thread(
+                    target=self._work, name=f"wechatpay-chain-signer-{number}", daemon=True
+                )
+                worker.start()
+            self._started = True
+
+    def _work(self) -> None:
+        jobs = self._jobs
+        while True:
+            load, future, key, message = jobs.get()
+            try:
+                raw = key.sign(message, _PKCS1V15, _SHA256)
+                self.signed += 1
+                load.deliver((future, base64.b64encode(raw).decode("ascii"), None))
+            except BaseException as error:  # handed to the waiting request, never lost
+                load.deliver((future, None, error))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+_shared: SigningThreads | None = None
+_resolved = False
+_shared_lock = threading.Lock()
+
+
+def signing_threads() -> SigningThreads | None:
+    """The process's signing threads, or None when the process may use only one core."""
+    global _shared, _resolved
+    if not _resolved:
+        with _shared_lock:
+            if not _resolved:
+                cores = _usable_cores()
+                _shared = SigningThreads(min(cores, 4)) if cores > 1 else None
+                _resolved = True
+    return _shared
+
+
+def _forget_after_fork() -> None:
+    # A forked child has none of the parent's threads; it starts its own when it signs.
+    global _shared, _resolved
+    _shared, _resolved = None, False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
