@@ -157,3 +157,52 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+async def test_static_answers_are_signed_and_requests_still_checked(
+    bench_server: BenchmarkWechatPay, client: Client
+) -> None:
+    bench_server.static("POST", "v3/static/order", {"code_url": "weixin://static", "n": "订单"})
+    recorded = len(bench_server.requests)
+    answer = await client.v3.static.order.post(json={"x": 1})  # verified by the client
+    assert answer.json() == {"code_url": "weixin://static", "n": "订单"}
+    assert answer.headers["Request-ID"].startswith("bench-")
+    assert len(bench_server.requests) == recorded  # the short path records nothing
+    # A request signed with another key is refused there too.
+    stranger = bench_server.client(private_key=crypto.load_private_key(_other_key()))
+    try:
+        with pytest.raises(APIError) as caught:
+            await stranger.v3.static.order.post(json={"x": 1})
+        assert caught.value.response.status_code == 401
+        assert caught.value.code == "SIGN_ERROR"
+    finally:
+        await stranger.aclose()
+    # Only the exact method and target take the short path.
+    with pytest.raises(APIError) as missing:
+        await client.v3.static.order.get()
+    assert missing.value.response.status_code == 404
+
+
+def _other_key() -> bytes:
+    from wechatpay_chain.testing._fake import generate_key, private_pem
+
+    return private_pem(generate_key())
+
+
+def test_oversized_and_upgrade_requests_are_refused(
+    bench_server: BenchmarkWechatPay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wechatpay_chain.testing import _fastserver
+
+    if _fastserver.httptools is None:
+        pytest.fail("httptools is a runtime dependency and should be installed")
+    monkeypatch.setattr(_fastserver, "_MAX_BODY", 100)
+    port = bench_server._server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /v3/a HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + b"x" * 500)
+        assert _read_until_closed(sock).startswith(b"HTTP/1.1 413 ")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /v3/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        assert _read_until_closed(sock).startswith(b"HTTP/1.1 501 ")

@@ -107,6 +107,11 @@ class Merchant:
     private_key: rsa.RSAPrivateKey
     secret: str
     apiv3_key: str
+    #: The public half of ``private_key``, derived once: every request signature needs it.
+    public_key: rsa.RSAPublicKey = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.public_key = self.private_key.public_key()
 
     @classmethod
     def generate(cls, mchid: str = "1900000001") -> Merchant:
@@ -502,7 +507,7 @@ class FakeWechatPay:
             http.method, http.target, fields["timestamp"], fields["nonce_str"], signed_body
         )
         if not crypto.verify_sha256_rsa(
-            message, fields["signature"], merchant.private_key.public_key()
+            message, fields["signature"], merchant.public_key
         ):
             raise VerificationError("signature does not verify")
         return merchant.mchid

@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import secrets
 import ssl
 import time
 import types
+from collections import deque
 from collections.abc import Awaitable, Coroutine, Generator
 from http import HTTPStatus
 from typing import Any, cast
 
+from .._exceptions import VerificationError
 from ._fake import FakeWechatPay, Merchant
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - httptools is a runtime dependency
+    httptools = None  # type: ignore[assignment]
 from ._http import App, HTTPReply, HTTPRequest, LoopThread
 
 __all__ = ["BenchmarkWechatPay", "FastServerThread"]
@@ -108,6 +116,14 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer_cert: dict[str, Any] | None = None
         self._tls = False
+        # With httptools (C), parsed requests queue here; without it, _parse reads _buffer.
+        self._parser: Any = None if httptools is None else httptools.HttpRequestParser(self)
+        self._parsed: deque[tuple[HTTPRequest, bool] | int] = deque()
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._failed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not asserted to be an asyncio.Transport: uvloop's transports are not subclasses.
@@ -125,9 +141,59 @@ class _Connection(asyncio.Protocol):
             self._server.open.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
+        parser = self._parser
+        if parser is None:
+            self._buffer += data
+        elif not self._failed:
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                if self._parsed and not isinstance(self._parsed[-1], int):
+                    self._parsed.pop()  # the request asking to upgrade: refused, not served
+                self._fail(501)
+            except httptools.HttpParserError:
+                self._fail(400)
+            if self._size > _MAX_BODY:
+                self._fail(413)
         if not self._busy:
             self._process()
+
+    def _fail(self, status: int) -> None:
+        # Answered once the requests before it are; nothing more is read from the connection.
+        self._failed = True
+        self._parsed.append(status)
+
+    # --- httptools' callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").title()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size <= _MAX_BODY:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._size > _MAX_BODY:
+            return  # answered 413 by data_received
+        parser = self._parser
+        request = HTTPRequest(
+            parser.get_method().decode("ascii"),
+            self._url.decode("latin-1"),
+            self._headers,
+            b"".join(self._body),
+            self._peer_cert,
+            self._tls,
+        )
+        self._parsed.append((request, parser.should_keep_alive()))
 
     def _parse(self) -> tuple[HTTPRequest, bool] | None:
         buffer = self._buffer
@@ -171,10 +237,20 @@ class _Connection(asyncio.Protocol):
         )
         return request, keep_alive
 
+    def _next(self) -> tuple[HTTPRequest, bool] | None:
+        if self._parser is None:
+            return self._parse() if self._buffer else None
+        if not self._parsed:
+            return None
+        parsed = self._parsed.popleft()
+        if isinstance(parsed, int):
+            raise _BadRequest(parsed)
+        return parsed
+
     def _process(self) -> None:
-        while not self._busy and not self._closed and self._buffer:
+        while not self._busy and not self._closed:
             try:
-                parsed = self._parse()
+                parsed = self._next()
             except _BadRequest as bad:
                 self._write(HTTPReply(bad.status), keep_alive=False)
                 return
@@ -236,6 +312,7 @@ class _Connection(asyncio.Protocol):
     def _drop(self) -> None:
         self._closed = True
         self._buffer.clear()
+        self._parsed.clear()
         if self._transport is not None:
             self._transport.close()
 
@@ -322,8 +399,36 @@ class BenchmarkWechatPay(FakeWechatPay):
         self._signatures: dict[tuple[str, bytes], tuple[int, list[tuple[str, str]]]] = {}
         self._second = -1
         self._nonce = ""
+        self._static: dict[tuple[str, str], bytes] = {}
+        self._served = 0
+
+    def static(self, method: str, path: str, payload: Any) -> None:
+        """Answer ``method /path`` (exactly, no query) with ``payload`` on a short path.
+
+        The request signature is checked as on every route (401 when it does not verify)
+        and the answer is signed, but nothing else of the fake server runs: the request is
+        not recorded, faults do not apply, no handler is called. For throughput benchmarks,
+        where the server's own cost must stay far below the client's.
+        """
+        target = "/" + path.lstrip("/")
+        self._static[(method.upper(), target)] = json.dumps(
+            payload, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8")
 
     async def _handle(self, http: HTTPRequest) -> HTTPReply | None:
+        body = self._static.get((http.method, http.target))
+        if body is not None:
+            try:
+                self.check_v3_signature(http, http.body)
+            except VerificationError as exc:
+                return self._answer(401, {"code": "SIGN_ERROR", "message": str(exc)}, None)
+            self._served += 1
+            headers = [
+                ("Request-ID", f"bench-{self._served}"),
+                ("Content-Type", "application/json; charset=utf-8"),
+            ]
+            headers += self.sign_answer(body)
+            return HTTPReply(200, body, headers)
         if len(self.requests) > self._keep_requests:
             del self.requests[: -self._keep_requests // 2]
         return await super()._handle(http)
