@@ -14,6 +14,10 @@ client warmed up from cold (so c64 holds as many connections as the client keeps
 (``process_time`` of the row process / requests), peak RSS of the row process, the server's
 CPU use (a server near 100 % is the bottleneck, not the client) and the ratio to the
 baseline measured in the same run (``httpx`` for async rows, ``httpx-sync`` for sync rows).
+
+Row ``php`` is the official PHP SDK (bench/php/throughput.php, one php process per scenario,
+ratios against ``httpx``); it is skipped where ``php`` or the SDK (``WECHATPAY_PHP_SDK``,
+default /opt/wechatpay-php/autoload.php) is not installed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,13 +59,17 @@ CODE_URL = "weixin://wxpay/bz?pr=NwY5Mz9&groupid=00"
 CONCURRENCY = 64
 MAX_ERRORS = 20  # a row with more failed requests than this is reported as failed
 SCENARIOS = ("seq", "c64")
+# The `php` row: the official PHP SDK (wechatpay/wechatpay) driven by bench/php/throughput.php.
+# Its source is not part of this repository; bench/README.md ("PHP SDK row") says how to set it up.
+PHP_SDK = os.environ.get("WECHATPAY_PHP_SDK", "/opt/wechatpay-php/autoload.php")
+PHP_DRIVER = os.path.join(HERE, "php", "throughput.php")
 
 
 # --- rows ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Row:
     name: str
-    kind: str  # "async" or "sync"
+    kind: str  # "async", "sync" or "external" (another language, its own process per scenario)
     loop: str  # "asyncio", "uvloop" or "trio"
     what: str
     needs: tuple[str, ...] = ()
@@ -199,6 +208,12 @@ ROWS = [
         "-",
         "PROTOTYPE: the async verb on a per-thread event loop instead of the portal thread",
         default=False,
+    ),
+    Row(
+        "php",
+        "external",
+        "-",
+        "official PHP SDK (wechatpay/wechatpay, Guzzle 7 + curl): post() / 64 postAsync()",
     ),
 ]
 BY_NAME = {row.name: row for row in ROWS}
@@ -694,12 +709,21 @@ def serve(engine: str, cpu: int | None) -> None:
     from wechatpay_chain.testing._fake import private_pem
     from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 
-    # fast: the benchmark front + reused answer signatures (default); h11: FakeWechatPay as the
-    # tests use it; -fresh / -reuse flip signature reuse, to see which of the two costs more.
+    # fast (default): the benchmark front on uvloop (when installed), the order answered on
+    # the static path (signature checked, answer signed, nothing else); fast-routed: the same
+    # front on asyncio through the fake server's routing (phase 1 and 2 tables); h11:
+    # FakeWechatPay as the tests use it; -fresh / -reuse flip answer-signature reuse.
     front = "h11" if engine.startswith("h11") else "fast"
-    reuse = engine in ("fast", "h11-reuse")
-    server = BenchmarkWechatPay(front=front, reuse_signatures=reuse)
+    reuse = engine in ("fast", "fast-routed", "h11-reuse")
+    loop_factory = None
+    if engine == "fast" and _importable("uvloop"):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    server = BenchmarkWechatPay(front=front, reuse_signatures=reuse, loop_factory=loop_factory)
     server.route("POST", PATH.lstrip("/"), lambda request: {"code_url": CODE_URL})
+    if engine == "fast":
+        server.static("POST", PATH, {"code_url": CODE_URL})
     server.start()
     m = server.merchant
     options = {
@@ -739,7 +763,74 @@ class ServerProcess:
             self.proc.kill()
 
 
+def php_missing() -> str | None:
+    """Why the `php` row cannot run here (the message says "not installed", as skips do)."""
+    if shutil.which("php") is None:
+        return "php not installed"
+    if not os.path.isfile(PHP_SDK):
+        return f"PHP SDK not installed ({PHP_SDK}; set WECHATPAY_PHP_SDK)"
+    return None
+
+
+def php_versions() -> dict[str, str]:
+    """PHP's version and, when the SDK is there, the PHP SDK's (for ``machine()``)."""
+    if shutil.which("php") is None:
+        return {}
+    code = (
+        "echo PHP_VERSION; if (is_file($argv[1])) { require $argv[1]; "
+        "echo ' ', WeChatPay\\ClientDecoratorInterface::VERSION; }"
+    )
+    out: list[str] = []
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["php", "-r", code, "--", PHP_SDK], capture_output=True, text=True, timeout=20
+        ).stdout.split()
+    return dict(zip(("php", "wechatpay-php"), out, strict=False))
+
+
+def spawn_php(config: dict[str, Any]) -> dict[str, Any]:
+    """The `php` row: one fresh php process per scenario, pinned to the client CPUs."""
+    name = config["row"]
+    missing = php_missing()
+    if missing:
+        return {"row": name, "skipped": missing}
+    cpus = set(config.get("cpus") or ())
+    result: dict[str, Any] = {"row": name}
+    for scenario, concurrency in (("seq", 1), ("c64", CONCURRENCY)):
+        job = {
+            "sdk": PHP_SDK,
+            "scenario": scenario,
+            "concurrency": concurrency,
+            "duration": config["duration"],
+            "warmup": config["warmup"],
+            "server_pid": config["server_pid"],
+            "options": config["options"],
+            "payload": PAYLOAD,
+            "code_url": CODE_URL,
+        }
+        proc = subprocess.run(
+            ["php", PHP_DRIVER],
+            input=json.dumps(job, ensure_ascii=False),
+            capture_output=True,
+            text=True,
+            timeout=60 + 4 * config["duration"],
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+        measured: dict[str, Any] = {}
+        lines = proc.stdout.strip().splitlines()
+        with contextlib.suppress(ValueError):
+            measured = json.loads(lines[-1]) if lines else {}
+        if proc.returncode != 0 or "error" in measured or "rate" not in measured:
+            tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
+                    or ["no output"])[-1]
+            return {"row": name, "error": f"{scenario}: {measured.get('error') or tail}"[:300]}
+        result[scenario] = measured
+    return result
+
+
 def spawn_row(config: dict[str, Any]) -> dict[str, Any]:
+    if BY_NAME[config["row"]].kind == "external":
+        return spawn_php(config)
     proc = subprocess.run(
         [sys.executable, __file__, "_row"],
         input=json.dumps(config),
@@ -772,6 +863,7 @@ def machine() -> dict[str, Any]:
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
+    versions.update(php_versions())
     return {
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "date": datetime.date.today().isoformat(),
@@ -855,7 +947,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring")
     parser.add_argument("--rows", default="", help="comma-separated; 'all' adds opt-in rows")
     parser.add_argument(
-        "--server", choices=("fast", "fast-fresh", "h11", "h11-reuse"), default="fast"
+        "--server",
+        choices=("fast", "fast-routed", "fast-fresh", "h11", "h11-reuse"),
+        default="fast",
     )
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--client-cpus", default="0", help="e.g. 0 or 0,1 ('' = no pinning)")

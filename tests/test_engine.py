@@ -334,7 +334,7 @@ async def test_header_injection_is_refused() -> None:
 
 
 async def test_cancelled_request_does_not_return_its_connection(parser: str) -> None:
-    server = await keep_alive_server(delay=0.3)
+    server = await keep_alive_server(delay=3.0)  # far longer than the test waits
     engine = AsyncEngine(parser=parser)
     try:
         task = asyncio.ensure_future(fetch(engine, request(server.url)))

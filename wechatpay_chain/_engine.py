@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from ._models import build_response
+
 try:
     import httptools
 except ImportError:  # pragma: no cover - the h11 parser below is tested explicitly
@@ -570,9 +572,7 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         extensions: dict[str, Any] = dict(_HTTP11)
         if exchange.reason:
             extensions["reason_phrase"] = exchange.reason
-        return httpx.Response(
-            exchange.status, headers=exchange.headers, stream=exchange, extensions=extensions
-        )
+        return build_response(exchange.status, exchange.headers, exchange, extensions)
 
     async def _stream_body(
         self,

@@ -15,6 +15,7 @@ import platform
 import ssl
 import threading
 import time
+from asyncio import _get_running_loop
 from collections.abc import Callable, Coroutine
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed_version
@@ -25,6 +26,7 @@ import httpx
 import sniffio
 
 from ._exceptions import InvalidArgumentError
+from ._models import build_request
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -157,14 +159,7 @@ class _Pool:
                 headers.append((b"Content-Length", b"%d" % len(content)))
             elif request.method in ("POST", "PUT", "PATCH"):
                 headers.append((b"Content-Length", b"0"))
-        built = httpx.Request(
-            request.method,
-            url,
-            headers=headers,
-            stream=httpx.ByteStream(content or b""),
-            extensions=extensions,
-        )
-        built.read()
+        built = build_request(request.method, url, headers, content or b"", extensions)
         start = time.perf_counter()
         try:
             response = await transport.handle_async_request(built)
@@ -197,6 +192,9 @@ class _Pool:
 
 
 def loop_key() -> object:
+    loop = _get_running_loop()  # asyncio: the cheap answer (trio runs no asyncio loop)
+    if loop is not None:
+        return loop
     library = sniffio.current_async_library()
     if library == "trio":
         import trio
