@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from ._models import build_response
+from ._models import build_response, header_items
 
 try:
     import httptools
@@ -142,7 +142,8 @@ class _Exchange(httpx.AsyncByteStream):
         self.head = head  # a HEAD request: the answer has no body whatever it says
         self.status = 0
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        #: (name as sent, lower-cased name, value): the layout httpx.Headers keeps.
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.framing = ""  # "length", "chunked", "close" or "none", once the head is in
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -335,7 +336,7 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         exchange = self.exchange
         if exchange is not None:
-            exchange.headers.append((name, value))
+            exchange.headers.append((name, name.lower(), value))
 
     def on_headers_complete(self) -> None:
         exchange = self.exchange
@@ -358,8 +359,7 @@ class _Connection(asyncio.Protocol):
             self.reusable = False
         else:
             framing = "close"
-            for name, value in exchange.headers:
-                lower = name.lower()
+            for _, lower, value in exchange.headers:
                 if lower == b"transfer-encoding":
                     if b"chunked" in value.lower():
                         framing = "chunked"
@@ -518,12 +518,11 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         key = (scheme, host, port, sni.decode("ascii") if isinstance(sni, bytes) else sni)
 
         # The head, checked: no header may smuggle a line break.
-        raw = request.headers.raw
+        raw = header_items(request.headers)
         lines = [_method(request.method), b" ", url.raw_path, b" HTTP/1.1\r\n"]
         framed = chunked = close = False
-        for name, value in raw:
+        for name, lower, value in raw:
             lines += (name, b": ", value, b"\r\n")
-            lower = name.lower()
             if lower == b"content-length":
                 framed = True
             elif lower == b"transfer-encoding":

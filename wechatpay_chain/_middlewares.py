@@ -9,7 +9,6 @@ import json
 import time
 from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -447,7 +446,7 @@ class VerifyAnswer:
                 signed.serial,
                 message,
                 signed.signature,
-                now=datetime.fromtimestamp(now, timezone.utc),
+                now=now,
             )
         except VerificationError as exc:
             request_id = headers.get("Request-ID")

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["build_request", "build_response"]
+__all__ = ["build_request", "build_response", "header_items"]
 
 _new = object.__new__
 
@@ -69,13 +69,16 @@ def _public_request(
 
 def _fast_response(
     status: int,
-    headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes, bytes]],
     stream: Any,
     extensions: dict[str, Any],
 ) -> httpx.Response:
     response: httpx.Response = _new(httpx.Response)
     response.status_code = status
-    response.headers = _fast_headers(headers)
+    kept: httpx.Headers = _new(httpx.Headers)
+    kept._list = headers  # already (name, lower-cased name, value), as the parser gave them
+    kept._encoding = None
+    response.headers = kept
     response._request = None
     response.next_request = None
     response.extensions = extensions
@@ -90,11 +93,20 @@ def _fast_response(
 
 def _public_response(
     status: int,
-    headers: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes, bytes]],
     stream: Any,
     extensions: dict[str, Any],
 ) -> httpx.Response:
-    return httpx.Response(status, headers=headers, stream=stream, extensions=extensions)
+    pairs = [(name, value) for name, _, value in headers]
+    return httpx.Response(status, headers=pairs, stream=stream, extensions=extensions)
+
+
+def _fast_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
+    return headers._list
+
+
+def _public_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
+    return [(name, name.lower(), value) for name, value in headers.raw]
 
 
 def _same(fast: object, public: object, skip: tuple[str, ...]) -> bool:
@@ -121,12 +133,17 @@ def _layout_matches() -> bool:
             and fast_req.read() == public_req.read()
         ):
             return False
-        raw = [(b"Content-Type", b"application/json"), (b"Wechatpay-Serial", b"PUB_KEY_ID_1")]
+        raw = [
+            (b"Content-Type", b"content-type", b"application/json"),
+            (b"Wechatpay-Serial", b"wechatpay-serial", b"PUB_KEY_ID_1"),
+        ]
         stream = httpx.ByteStream(b"{}")
-        fast_resp = _fast_response(200, raw, stream, {"http_version": b"HTTP/1.1"})
+        fast_resp = _fast_response(200, list(raw), stream, {"http_version": b"HTTP/1.1"})
         public_resp = _public_response(200, raw, stream, {"http_version": b"HTTP/1.1"})
-        return _same(fast_resp, public_resp, ("headers",)) and vars(fast_resp.headers) == vars(
-            public_resp.headers
+        return (
+            _same(fast_resp, public_resp, ("headers",))
+            and vars(fast_resp.headers) == vars(public_resp.headers)
+            and _fast_items(public_resp.headers) == _public_items(public_resp.headers)
         )
     except Exception:  # any surprise in the layout: use the public constructors
         return False
@@ -135,3 +152,5 @@ def _layout_matches() -> bool:
 FAST = _layout_matches()
 build_request = _fast_request if FAST else _public_request
 build_response = _fast_response if FAST else _public_response
+#: The ``(name, lower-cased name, value)`` triples of an httpx.Headers, without copying them.
+header_items = _fast_items if FAST else _public_items

@@ -98,19 +98,28 @@ class PlatformKeys(Mapping[str, PlatformKey]):
         far = datetime.max.replace(tzinfo=timezone.utc)
         return max(self._entries.values(), key=lambda e: e.not_after or far)
 
-    def verify(self, serial: str, message: bytes, signature: str, *, now: datetime) -> None:
-        """Raise VerificationError unless ``signature`` of ``message`` verifies by ``serial``."""
+    def verify(
+        self, serial: str, message: bytes, signature: str, *, now: datetime | float
+    ) -> None:
+        """Raise VerificationError unless ``signature`` of ``message`` verifies by ``serial``.
+
+        ``now`` (a datetime, or a unix time) is checked against a certificate's validity.
+        """
         entry = self._entries.get(serial)
         if entry is None:
             known = ", ".join(sorted(self._entries)) or "none"
             raise VerificationError(
                 f"signed by serial {serial[:64]!r}, which certs does not hold; known: {known}"
             )
-        if entry.not_after is not None and now > entry.not_after:
-            raise VerificationError(f"platform certificate {serial} expired at {entry.not_after}")
-        if entry.not_before is not None and now < entry.not_before:
-            raise VerificationError(
-                f"platform certificate {serial} is not valid before {entry.not_before}"
-            )
+        if entry.not_after is not None or entry.not_before is not None:
+            when = now if isinstance(now, datetime) else datetime.fromtimestamp(now, timezone.utc)
+            if entry.not_after is not None and when > entry.not_after:
+                raise VerificationError(
+                    f"platform certificate {serial} expired at {entry.not_after}"
+                )
+            if entry.not_before is not None and when < entry.not_before:
+                raise VerificationError(
+                    f"platform certificate {serial} is not valid before {entry.not_before}"
+                )
         if not crypto.verify_sha256_rsa(message, signature, entry.key):
             raise VerificationError(f"signature by {serial} does not verify")

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import httpx
+
 from ._exceptions import VerificationError
+from ._models import header_items
 
 __all__ = [
     "AUTH_SCHEME",
@@ -104,17 +107,24 @@ _SIGNED_INDEX = {name.lower().encode("ascii"): i for i, name in enumerate(_SIGNE
 def _signed_values(headers: Mapping[str, str]) -> list[str | None]:
     """The five ``Wechatpay-*`` values; one pass over an httpx.Headers' raw list (five
     ``get`` calls would scan it five times), repeated headers joined as ``get`` joins them."""
-    raw = getattr(headers, "raw", None)
-    if not isinstance(raw, list):
+    if not isinstance(headers, httpx.Headers):
         return [headers.get(name) for name in _SIGNED_NAMES]
     found: list[bytes | None] = [None] * len(_SIGNED_NAMES)
-    for name, value in raw:
-        i = _SIGNED_INDEX.get(name.lower())
+    for _, lower, value in header_items(headers):
+        i = _SIGNED_INDEX.get(lower)
         if i is not None:
             before = found[i]
             found[i] = value if before is None else before + b", " + value
-    encoding: str = getattr(headers, "encoding", "utf-8")
-    return [None if value is None else value.decode(encoding) for value in found]
+    values: list[str | None] = []
+    for raw in found:
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(raw.decode("ascii"))  # what httpx gives for ASCII, without its scan
+        except UnicodeDecodeError:
+            values.append(raw.decode(headers.encoding))
+    return values
 
 
 def signed_headers(
