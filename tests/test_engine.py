@@ -267,6 +267,41 @@ async def test_read_timeout_closes_the_connection(parser: str) -> None:
         await server.__aexit__()
 
 
+async def test_read_timeouts_of_requests_in_flight_are_each_kept() -> None:
+    """Waiting requests share one timer: a shorter deadline registered later still fires on
+    time, a longer one is not cut short, and an answered request never times out."""
+    slow = await keep_alive_server(delay=0.6)
+    fast = await keep_alive_server()
+    engine = AsyncEngine()
+    loop = asyncio.get_running_loop()
+    try:
+
+        async def timed(url: str, read: float) -> tuple[str, float]:
+            started = loop.time()
+            try:
+                await fetch(engine, request(url, extensions=quick(read=read)))
+                return "answered", loop.time() - started
+            except httpx.ReadTimeout:
+                return "timed out", loop.time() - started
+
+        patient = asyncio.ensure_future(timed(slow.url, 3.0))
+        await asyncio.sleep(0.05)  # its 3 s deadline is now the shared timer's
+        hasty = asyncio.ensure_future(timed(slow.url, 0.2))
+        quick_ones = [await timed(fast.url, 0.2) for _ in range(3)]
+        assert [outcome for outcome, _ in quick_ones] == ["answered"] * 3
+        outcome, took = await hasty
+        assert outcome == "timed out" and 0.15 <= took < 0.5
+        outcome, took = await patient
+        assert outcome == "answered" and took >= 0.55
+        assert engine._waiting == {}
+        await asyncio.sleep(0.3)  # nothing fires late for requests that are done
+        assert engine._waiting == {}
+    finally:
+        await engine.aclose()
+        await slow.__aexit__()
+        await fast.__aexit__()
+
+
 async def test_write_timeout_when_the_server_does_not_read() -> None:
     async def deaf(peer: Peer) -> None:
         await asyncio.sleep(3)

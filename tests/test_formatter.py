@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 from collections import Counter
@@ -56,8 +57,10 @@ def test_the_uniformity_check_catches_modulo_bias() -> None:
 
 def test_nonce_rejects_bytes_that_would_bias_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # 248..255 must be dropped, not folded onto 0..7; 0..247 map to BASE62[b % 62].
+    from wechatpay_chain import _formatter
+
     supplies = iter([bytes(range(244, 256)), bytes(range(256))])
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: next(supplies)[:n])
+    monkeypatch.setattr(_formatter._ENTROPY, "take", lambda n: next(supplies)[:n])
     nonce = Formatter.nonce(6)
     assert nonce == "".join(BASE62[b % 62] for b in (244, 245, 246, 247, 0, 1))
 
@@ -87,3 +90,30 @@ def test_ksort_orders_keys_bytewise() -> None:
 def test_query_string_is_the_apiv2_sign_message() -> None:
     fields = {"mch_id": "1900000001", "sign": "X", "body": "测试", "e": "", "none": None, "n": 1}
     assert Formatter.query_string(fields) == "body=测试&mch_id=1900000001&n=1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_never_repeats_its_parents_nonces() -> None:
+    from wechatpay_chain._formatter import _ENTROPY
+
+    _ENTROPY.take(1)  # the parent now holds a buffer a child would inherit
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first bytes go to the parent, then it leaves at once
+        try:
+            os.write(write, _ENTROPY.take(64))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = b""
+    while chunk := os.read(read, 64):
+        child += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 64
+    assert _ENTROPY.take(64) != child
+
+
+def test_nonces_do_not_repeat_across_buffer_refills() -> None:
+    nonces = {Formatter.nonce(32) for _ in range(5000)}  # ~40 refills of the 4 KiB buffer
+    assert len(nonces) == 5000

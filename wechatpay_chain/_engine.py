@@ -41,6 +41,9 @@ __all__ = ["PARSER", "AsyncEngine"]
 
 PARSER = "httptools" if httptools is not None else "h11"
 
+_NEVER = float("inf")
+#: A read deadline this close is treated as reached (the loop may wake a hair early).
+_EARLY = 0.001
 #: Body bytes held for a reader before the socket stops being read.
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
@@ -121,6 +124,7 @@ class _Exchange(httpx.AsyncByteStream):
         "conn",
         "done",
         "encoded",
+        "engine",
         "error",
         "framing",
         "head",
@@ -138,6 +142,7 @@ class _Exchange(httpx.AsyncByteStream):
     def __init__(self, conn: _Connection, read_timeout: float | None, head: bool) -> None:
         self.conn: _Connection | None = conn
         self.loop = conn.loop
+        self.engine = conn.engine
         self.read_timeout = read_timeout
         self.head = head  # a HEAD request: the answer has no body whatever it says
         self.status = 0
@@ -169,17 +174,20 @@ class _Exchange(httpx.AsyncByteStream):
         """Until the connection reports something; ReadTimeout after ``read_timeout``."""
         loop = self.loop
         waiter = self.waiter = loop.create_future()
-        handle = (
-            None
-            if self.read_timeout is None
-            else loop.call_later(self.read_timeout, _expire, waiter, httpx.ReadTimeout)
-        )
+        timeout = self.read_timeout
+        if timeout is None:
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+            return
+        engine = self.engine
+        engine._watch(self, loop.time() + timeout)
         try:
             await waiter
         finally:
             self.waiter = None
-            if handle is not None:
-                handle.cancel()
+            engine._waiting.pop(self, None)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -480,6 +488,10 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         self._total = 0
         self._waiters: deque[tuple[Key, asyncio.Future[_Connection | None]]] = deque()
         self._connections: set[_Connection] = set()
+        #: Exchanges waiting for the answer, with their read deadlines (loop time).
+        self._waiting: dict[_Exchange, float] = {}
+        self._checker: asyncio.TimerHandle | None = None
+        self._check_at = _NEVER
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -781,8 +793,45 @@ class AsyncEngine(httpx.AsyncBaseTransport):
                 waiter.set_result(None)
                 return
 
+    # --- read timeouts: one timer for every waiting exchange ------------------------------
+    def _watch(self, exchange: _Exchange, deadline: float) -> None:
+        """ReadTimeout for ``exchange`` at ``deadline`` unless it is woken (or done) first.
+
+        Waiting exchanges share one timer set for the earliest deadline, instead of a timer
+        made and cancelled per wait: with many requests in flight the timer rarely moves.
+        """
+        self._waiting[exchange] = deadline
+        if deadline < self._check_at:
+            if self._checker is not None:
+                self._checker.cancel()
+            self._check_at = deadline
+            self._checker = self.loop.call_at(deadline, self._expire_waiting)
+
+    def _expire_waiting(self) -> None:
+        self._checker = None
+        self._check_at = _NEVER
+        now = self.loop.time() + _EARLY
+        earliest = _NEVER
+        expired = []
+        for exchange, deadline in self._waiting.items():
+            if deadline <= now:
+                expired.append(exchange)
+            elif deadline < earliest:
+                earliest = deadline
+        for exchange in expired:
+            del self._waiting[exchange]
+            waiter = exchange.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(httpx.ReadTimeout("timed out"))
+        if earliest < _NEVER:
+            self._check_at = earliest
+            self._checker = self.loop.call_at(earliest, self._expire_waiting)
+
     async def aclose(self) -> None:
         self._closed = True
+        if self._checker is not None:
+            self._checker.cancel()
+            self._checker = None
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(httpx.PoolTimeout("the transport was closed"))

@@ -144,10 +144,13 @@ def _text_body(body: Any) -> Any:
     return body
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON, non-ASCII kept as is: the exact bytes that are signed and sent."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"json body cannot be serialised: {exc}") from None
 
