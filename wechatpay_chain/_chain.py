@@ -89,26 +89,33 @@ class Chain:
     def __hash__(self) -> int:
         return hash((id(self._client), self._template))
 
+    def _verb(self, method: str, segment: str) -> Verb:
+        # Kept beside the children under a key no attribute name can be (a NUL byte).
+        verb = self._kids.get("\0" + segment)
+        if verb is None:
+            verb = self._kids["\0" + segment] = Verb(self, method, segment)
+        return verb  # type: ignore[return-value]
+
     # Verbs: each is both callable (sends to this node) and a node (`node.delete.post()`).
     @property
     def get(self) -> Verb:
-        return Verb(self, "GET", "get")
+        return self._verb("GET", "get")
 
     @property
     def put(self) -> Verb:
-        return Verb(self, "PUT", "put")
+        return self._verb("PUT", "put")
 
     @property
     def post(self) -> Verb:
-        return Verb(self, "POST", "post")
+        return self._verb("POST", "post")
 
     @property
     def patch(self) -> Verb:
-        return Verb(self, "PATCH", "patch")
+        return self._verb("PATCH", "patch")
 
     @property
     def delete(self) -> Verb:
-        return Verb(self, "DELETE", "delete")
+        return self._verb("DELETE", "delete")
 
     def get_sync(self, **options: Any) -> httpx.Response:
         return self._client._send_sync("GET", self._template, options)

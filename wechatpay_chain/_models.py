@@ -22,31 +22,20 @@ __all__ = ["build_request", "build_response", "header_items"]
 _new = object.__new__
 
 
-def _fast_headers(pairs: list[tuple[Any, Any]]) -> httpx.Headers:
-    items = []
-    for name, value in pairs:
-        if type(name) is str:
-            name = name.encode("ascii")
-        if type(value) is str:
-            value = value.encode("ascii")
-        items.append((name, name.lower(), value))
-    headers: httpx.Headers = _new(httpx.Headers)
-    headers._list = items
-    headers._encoding = None
-    return headers
-
-
 def _fast_request(
     method: str,
     url: httpx.URL,
-    headers: list[tuple[Any, Any]],
+    items: list[tuple[bytes, bytes, bytes]],
     content: bytes,
     extensions: dict[str, Any],
 ) -> httpx.Request:
     request: httpx.Request = _new(httpx.Request)
     request.method = method
     request.url = url
-    request.headers = _fast_headers(headers)
+    headers: httpx.Headers = _new(httpx.Headers)
+    headers._list = items  # (name, lower-cased name, value), as httpx keeps them
+    headers._encoding = None
+    request.headers = headers
     request.extensions = extensions
     request.stream = httpx.ByteStream(content)
     request._content = content
@@ -56,12 +45,13 @@ def _fast_request(
 def _public_request(
     method: str,
     url: httpx.URL,
-    headers: list[tuple[Any, Any]],
+    items: list[tuple[bytes, bytes, bytes]],
     content: bytes,
     extensions: dict[str, Any],
 ) -> httpx.Request:
+    pairs = [(name, value) for name, _, value in items]
     request = httpx.Request(
-        method, url, headers=headers, stream=httpx.ByteStream(content), extensions=extensions
+        method, url, headers=pairs, stream=httpx.ByteStream(content), extensions=extensions
     )
     request.read()
     return request
@@ -118,14 +108,14 @@ def _same(fast: object, public: object, skip: tuple[str, ...]) -> bool:
 def _layout_matches() -> bool:
     try:
         url = httpx.URL("https://api.mch.weixin.qq.com/v3/x?a=1")
-        pairs: list[tuple[Any, Any]] = [
-            (b"Host", b"api.mch.weixin.qq.com"),
-            ("Content-Type", "application/json"),
-            (b"X-Mixed-Case", b"Value"),
+        items = [
+            (b"Host", b"host", b"api.mch.weixin.qq.com"),
+            (b"Content-Type", b"content-type", b"application/json"),
+            (b"X-Mixed-Case", b"x-mixed-case", b"Value"),
         ]
         extensions = {"timeout": {"read": 1.0}}
-        fast_req = _fast_request("POST", url, pairs, b"{}", extensions)
-        public_req = _public_request("POST", url, pairs, b"{}", extensions)
+        fast_req = _fast_request("POST", url, list(items), b"{}", extensions)
+        public_req = _public_request("POST", url, items, b"{}", extensions)
         if not (
             _same(fast_req, public_req, ("stream", "headers"))
             and vars(fast_req.headers) == vars(public_req.headers)
