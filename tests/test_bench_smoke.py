@@ -38,3 +38,21 @@ def test_overhead_breakdown_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SDK's own" in proc.stdout
+
+
+def test_php_row_runs_or_is_skipped_cleanly(tmp_path: Path) -> None:
+    """Without PHP or the SDK (CI) the row is skipped, not failed; with them it measures."""
+    out = tmp_path / "php.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "throughput.py"), "--quick", "--duration", "0.2",
+         "--rows", "httpx,php", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = json.loads(out.read_text())["summary"]["php"]
+    if "note" in entry:
+        assert "not installed" in entry["note"]
+        assert "seq" not in entry
+    else:
+        assert entry["seq"]["rate"] > 0 and entry["seq"]["errors"] == 0
+        assert entry["c64"]["rate"] > 0 and entry["c64"]["errors"] == 0

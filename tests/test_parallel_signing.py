@@ -170,3 +170,15 @@ def test_closed_loops_are_forgotten() -> None:
         assert list(threads._loads) == [fresh]
     finally:
         fresh.close()
+
+
+def test_workers_behind_means_two_waiting_signatures_per_worker() -> None:
+    threads = SigningThreads(2)  # not started: queued jobs stay queued
+    loop = asyncio.new_event_loop()
+    try:
+        load = threads.load(loop)
+        for expected in (False, False, False, False, True):
+            assert threads.behind() is expected
+            threads._jobs.put((load, loop.create_future(), None, b""))
+    finally:
+        loop.close()

@@ -297,8 +297,9 @@ class SignRequest:
                     load.inflight += 1
                     try:
                         # Alone on its loop, a request is signed inline: a thread would only
-                        # add latency. With others in flight, a spare core signs it.
-                        if load.inflight > 1:
+                        # add latency. With others in flight, a spare core signs it, unless
+                        # the workers are behind: then this core takes its share.
+                        if load.inflight > 1 and not threads.behind():
                             signature = await threads.sign(load, key, message)
                         else:
                             signature = crypto.sign_sha256_rsa(message, key)
