@@ -428,12 +428,15 @@ class Client:
 
         return self._transport.portal.run(call)
 
-    async def _transmit(self, request: Request) -> httpx.Response:
+    def _transmit(self, request: Request) -> Awaitable[httpx.Response]:
         pools = self._transport.current()
-        pool = pools.secure(self._config) if request.security else pools.plain
         if request.security:
-            return await self._send_secure(pool, request)
-        return await self._dispatch(pool, request)
+            return self._send_secure(pools.secure(self._config), request)
+        pool = pools.plain
+        content = request.content
+        if pool.direct and request.sink is None and (content is None or type(content) is bytes):
+            return pool.send(request)  # straight to the transport: the hot path
+        return self._dispatch(pool, request)
 
     @staticmethod
     async def _dispatch(pool: _Pool, request: Request) -> httpx.Response:

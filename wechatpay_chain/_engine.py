@@ -558,7 +558,9 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         if head.count(b"\n") != count or head.count(b"\r") != count:
             raise httpx.LocalProtocolError("a request header contains a line break")
 
-        conn = await self._acquire(key, timeouts)
+        conn = self._take_idle(key)  # the common case, without a coroutine
+        if conn is None:
+            conn = await self._acquire(key, timeouts)
         exchange = _Exchange(conn, timeouts.get("read"), request.method == "HEAD")
         conn.exchange = exchange
         if close:
@@ -624,22 +626,29 @@ class AsyncEngine(httpx.AsyncBaseTransport):
             transport.write(chunk)
 
     # --- the pool -----------------------------------------------------------------------
+    def _take_idle(self, key: Key) -> _Connection | None:
+        """The most recently used idle connection to ``key`` that is still good, if any."""
+        idle = self._idle.get(key)
+        if idle:
+            now = self.loop.time()
+            expiry = self._expiry
+            while idle:
+                conn = idle.pop()
+                self._idle_count -= 1
+                conn.idle = False
+                if conn.closed or not conn.reusable:
+                    conn.abort()
+                elif expiry is not None and now - conn.idle_since > expiry:
+                    conn.close()
+                else:
+                    return conn
+        return None
+
     async def _acquire(self, key: Key, timeouts: dict[str, Any]) -> _Connection:
         while True:
-            idle = self._idle.get(key)
-            if idle:
-                now = self.loop.time()
-                expiry = self._expiry
-                while idle:
-                    conn = idle.pop()
-                    self._idle_count -= 1
-                    conn.idle = False
-                    if conn.closed or not conn.reusable:
-                        conn.abort()
-                    elif expiry is not None and now - conn.idle_since > expiry:
-                        conn.close()
-                    else:
-                        return conn
+            conn = self._take_idle(key)
+            if conn is not None:
+                return conn
             if self._max is None or self._total < self._max:
                 self._total += 1
                 return await self._open(key, timeouts.get("connect"))

@@ -22,6 +22,14 @@ __all__ = ["build_request", "build_response", "header_items"]
 _new = object.__new__
 
 
+def _headers(items: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """An httpx.Headers holding ``items``, (name, lower-cased name, value), as it keeps them."""
+    headers: httpx.Headers = _new(httpx.Headers)
+    headers._list = items
+    headers._encoding = None
+    return headers
+
+
 def _fast_request(
     method: str,
     url: httpx.URL,
@@ -32,14 +40,15 @@ def _fast_request(
     request: httpx.Request = _new(httpx.Request)
     request.method = method
     request.url = url
-    headers: httpx.Headers = _new(httpx.Headers)
-    headers._list = items  # (name, lower-cased name, value), as httpx keeps them
-    headers._encoding = None
-    request.headers = headers
+    request.headers = _headers(items)
     request.extensions = extensions
     request.stream = httpx.ByteStream(content)
     request._content = content
     return request
+
+
+def _pairs(items: list[tuple[bytes, bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(name, value) for name, _, value in items]
 
 
 def _public_request(
@@ -49,10 +58,9 @@ def _public_request(
     content: bytes,
     extensions: dict[str, Any],
 ) -> httpx.Request:
-    pairs = [(name, value) for name, _, value in items]
-    request = httpx.Request(
-        method, url, headers=pairs, stream=httpx.ByteStream(content), extensions=extensions
-    )
+    stream = httpx.ByteStream(content)
+    headers = _pairs(items)
+    request = httpx.Request(method, url, headers=headers, stream=stream, extensions=extensions)
     request.read()
     return request
 
@@ -65,10 +73,7 @@ def _fast_response(
 ) -> httpx.Response:
     response: httpx.Response = _new(httpx.Response)
     response.status_code = status
-    kept: httpx.Headers = _new(httpx.Headers)
-    kept._list = headers  # already (name, lower-cased name, value), as the parser gave them
-    kept._encoding = None
-    response.headers = kept
+    response.headers = _headers(headers)  # as the parser gave them, not copied
     response._request = None
     response.next_request = None
     response.extensions = extensions
@@ -87,8 +92,7 @@ def _public_response(
     stream: Any,
     extensions: dict[str, Any],
 ) -> httpx.Response:
-    pairs = [(name, value) for name, _, value in headers]
-    return httpx.Response(status, headers=pairs, stream=stream, extensions=extensions)
+    return httpx.Response(status, headers=_pairs(headers), stream=stream, extensions=extensions)
 
 
 def _fast_items(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:
