@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from asyncio import _get_running_loop
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed_version
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -216,16 +216,58 @@ def loop_key() -> object:
     return asyncio.get_running_loop()
 
 
+async def _close_at_loop_end(pools: _LoopPools) -> AsyncGenerator[None, None]:
+    """Parked at its ``yield`` for as long as the event loop runs. The loop closes its
+    unfinished async generators when it ends (``asyncio.run``, anyio's runners and
+    ``trio.run`` do), and this one then closes the pools on that loop: a program that
+    never called ``aclose()`` leaves no socket open behind it."""
+    try:
+        yield
+    finally:
+        if not pools.disarmed:
+            await pools.aclose()
+
+
 class _LoopPools:
     """The httpx clients of one event loop: plain (shared by every merchant), and one mutual
     TLS pool per merchant certificate, made on first use."""
 
-    __slots__ = ("_make", "_secure", "plain")
+    __slots__ = ("_make", "_secure", "disarmed", "finalizer", "plain")
 
     def __init__(self, make: Callable[[Config | None], _Pool]) -> None:
         self._make = make
         self.plain = make(None)
         self._secure: dict[Config, _Pool] = {}
+        self.disarmed = False
+        self.finalizer: AsyncGenerator[None, None] | None = None
+
+    def close_at_loop_end(self) -> None:
+        """Register with the running loop (from inside it) to be closed when it ends."""
+        finalizer = _close_at_loop_end(self)
+        try:
+            step: Any = finalizer.__anext__()
+            step.send(None)  # to its yield; the loop now knows it
+        except StopIteration:
+            self.finalizer = finalizer
+
+    async def finish(self) -> None:
+        """Close the pools now (and retire the loop-end finalizer)."""
+        finalizer, self.finalizer = self.finalizer, None
+        if finalizer is not None:
+            await finalizer.aclose()  # runs its ``finally``: the pools close
+        else:
+            await self.aclose()
+
+    def disarm(self) -> None:
+        """The loop is gone: end the finalizer without awaiting anything."""
+        self.disarmed = True
+        finalizer, self.finalizer = self.finalizer, None
+        if finalizer is not None:
+            closing: Any = finalizer.aclose()
+            try:
+                closing.send(None)
+            except StopIteration:
+                pass
 
     def secure(self, config: Config) -> _Pool:
         """The pool presenting ``config``'s merchant certificate."""
@@ -404,13 +446,14 @@ class _Transport:
         if pools is None:
             self._forget_closed_loops()
             pools = self._pools[key] = _LoopPools(self._make)
+            pools.close_at_loop_end()
         self._last = (key, pools)
         return pools
 
     def _forget_closed_loops(self) -> None:
         for key in [k for k in self._pools if isinstance(k, asyncio.AbstractEventLoop)]:
             if key.is_closed():
-                del self._pools[key]
+                self._pools.pop(key).disarm()
 
     async def aclose_current(self) -> None:
         key = loop_key()
@@ -418,7 +461,7 @@ class _Transport:
         if self._last is not None and self._last[0] is key:
             self._last = None
         if pools is not None:
-            await pools.aclose()
+            await pools.finish()
 
     def close(self) -> None:
         self.portal.stop(self.aclose_current)
