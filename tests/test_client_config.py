@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -98,3 +100,28 @@ async def test_v3_call_without_v3_configuration_is_a_clear_error() -> None:
     client = Client(mchid="1900000001", secret="s" * 32)
     with pytest.raises(InvalidArgumentError, match="missing: serial, private_key"):
         await _v3_call(client)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Count": 3}, "headers must map str to str; got str -> int for 'X-Count'"),
+        ({"X-Name": "订单"}, "header 'X-Name' must be ASCII"),
+        ({"Wechatpay-Serial": "PUB_KEY\r\nX-Evil: 1"}, None),
+    ],
+)
+def test_bad_headers_are_refused_before_sending(
+    wechatpay_server: FakeWechatPay, headers: dict[str, Any], message: str | None
+) -> None:
+    client = wechatpay_server.client()
+    try:
+        before = len(wechatpay_server.requests)
+        with pytest.raises((InvalidArgumentError, httpx.LocalProtocolError)) as caught:
+            client.v3.pay.transactions.native.post_sync(json={}, headers=headers)
+        if message is not None:
+            assert isinstance(caught.value, InvalidArgumentError)
+            assert message in str(caught.value)
+        assert "订单" not in str(caught.value)  # the value is not echoed back
+        assert len(wechatpay_server.requests) == before  # nothing was sent
+    finally:
+        client.close()

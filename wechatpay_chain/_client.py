@@ -350,8 +350,10 @@ class Client:
         base_url = options.get("base_url") or options.get("base_uri")
         json_value = options.get("json")
         headers = options.get("headers")
-        if headers is not None and not isinstance(headers, Mapping):
-            raise InvalidArgumentError("headers must be a mapping")
+        if headers is not None:
+            if not isinstance(headers, Mapping):
+                raise InvalidArgumentError("headers must be a mapping")
+            _check_headers(headers)
         request = Request(
             method=method,
             template=template,
@@ -516,6 +518,18 @@ class Client:
             f"<Client mchid={c.mchid!r} serial={c.serial!r} base_url={c.base_url!r} "
             f"middlewares={list(self._stack.names)}>"
         )
+
+
+def _check_headers(headers: Mapping[Any, Any]) -> None:
+    """Header names and values are ASCII ``str`` or ``bytes``; the value is never echoed."""
+    for name, value in headers.items():
+        if not isinstance(name, str | bytes) or not isinstance(value, str | bytes):
+            raise InvalidArgumentError(
+                f"headers must map str to str; got {type(name).__name__} -> "
+                f"{type(value).__name__} for {str(name)[:40]!r}"
+            )
+        if not name.isascii() or not value.isascii():
+            raise InvalidArgumentError(f"header {name[:40]!r} must be ASCII (name and value)")
 
 
 def default_stack(config: Config) -> Stack:
