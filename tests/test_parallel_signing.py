@@ -75,6 +75,13 @@ async def test_one_request_at_a_time_is_signed_inline(wechatpay_client: Client) 
     assert signed_so_far() == before
 
 
+async def test_a_few_requests_in_flight_are_signed_inline(wechatpay_client: Client) -> None:
+    before = signed_so_far()
+    for _ in range(3):  # two at a time: below PARALLEL_FROM, a thread would only add latency
+        assert await send_many(wechatpay_client, 2) == [200, 200]
+    assert signed_so_far() == before
+
+
 async def test_parallel_signing_can_be_turned_off(wechatpay_server: FakeWechatPay) -> None:
     client: Client = wechatpay_server.client(parallel_signing=False)
     try:

@@ -19,7 +19,7 @@ from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
 from ._media import UploadForm
-from ._parallel import signing_threads
+from ._parallel import PARALLEL_FROM, signing_threads
 from ._pipeline import Handler, Request
 from ._sensitive import serial_header
 from ._sink import SignedBody
@@ -296,10 +296,10 @@ class SignRequest:
                     load = threads.load(loop)
                     load.inflight += 1
                     try:
-                        # Alone on its loop, a request is signed inline: a thread would only
-                        # add latency. With others in flight, a spare core signs it, unless
-                        # the workers are behind: then this core takes its share.
-                        if load.inflight > 1 and not threads.behind():
+                        # With few requests on its loop, one is signed inline: a thread
+                        # would only add latency. With more in flight, a spare core signs
+                        # it, unless the workers are behind: then this core takes its share.
+                        if load.inflight >= PARALLEL_FROM and not threads.behind():
                             signature = await threads.sign(load, key, message)
                         else:
                             signature = crypto.sign_sha256_rsa(message, key)
