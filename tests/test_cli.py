@@ -216,6 +216,34 @@ def test_request_refuses_unverifiable_answers(
     assert "PARAM_ERROR" in error.stderr
 
 
+def test_request_signs_apiv2_calls_and_verifies_their_answers(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    args = merchant_args(wechatpay_server, tmp_path)
+    fields = {"coupon_stock_id": "1717", "appid": "wx1", "mch_id": wechatpay_server.merchant.mchid}
+    query = ["request", "v2/mmpaymkttransfers/query_coupon_stock", "-X", "POST"]
+    secret = ["--secret", wechatpay_server.merchant.secret]
+    asked = run(*query, "--xml", json.dumps(fields), *secret, *args)
+    assert asked.returncode == 0, asked.stderr
+    assert "<coupon_stock_id><![CDATA[1717]]></coupon_stock_id>" in asked.stdout
+    sent = wechatpay_server.requests[-1]
+    assert sent.path == "/mmpaymkttransfers/query_coupon_stock"  # the v2/ prefix is dropped
+    assert b"<sign>" in sent.body and b"<nonce_str>" in sent.body
+
+    wechatpay_server.misbehave("v2_wrong_sign")
+    forged = run(*query, "--xml", json.dumps(fields), *secret, *args)
+    assert forged.returncode == 1
+    assert "sign" in forged.stderr.lower() and forged.stdout == ""
+
+    wrong_key = run(*query, "--xml", json.dumps(fields), "--secret", "x" * 32, *args)
+    assert wrong_key.returncode == 1  # the fake server refuses the request's sign
+    assert wrong_key.stdout == ""
+
+    mixed = run(*query, "--json", "{}", *secret, *args)
+    assert mixed.returncode == 1
+    assert "--json is for APIv3" in mixed.stderr
+
+
 def test_notification_verify_checks_a_saved_notification(
     wechatpay_server: FakeWechatPay, tmp_path: Path
 ) -> None:
