@@ -267,10 +267,11 @@ async def test_upload_answers_are_verified_and_images_download_unsigned(
     assert target.read_bytes() == logo.read_bytes()
 
 
-async def test_upload_form_is_for_apiv3(wechatpay_client: Client) -> None:
-    with pytest.raises(InvalidArgumentError, match="APIv3"):
+async def test_upload_form_options_for_apiv3_only(wechatpay_client: Client) -> None:
+    # APIv2 uploads work (tests/test_v2_upload.py); their form has no meta JSON to add to.
+    with pytest.raises(InvalidArgumentError, match="for APIv3 uploads"):
         await wechatpay_client.v2.secapi.mch.uploadmedia.post(
-            body=UploadForm(b"x", filename="a.jpg")
+            body=UploadForm(b"x", filename="a.jpg", meta={"sub_mchid": "1900000109"})
         )
     with pytest.raises(InvalidArgumentError, match="not an UploadForm"):
         await wechatpay_client.media.upload(UploadForm(b"x", filename="a.jpg"), filename="b.jpg")

@@ -8,6 +8,11 @@ changed in between.
     form = UploadForm("logo.png")                 # meta {"filename": ..., "sha256": ...}
     resp = await client.v3.merchant.media.upload.post(body=form)
     media_id = resp.json()["media_id"]
+
+APIv2 (``v2/secapi/mch/uploadmedia``) takes the same form: the transformer hashes the file
+(MD5 for ``media_hash``) and leaves a ``V2Upload`` as the content; the signer signs the
+fields ``mch_id``, ``media_hash``, ``sign_type`` (HMAC-SHA256, no ``nonce_str``) with the
+APIv2 key and seals the multipart body (those fields, ``sign``, then the file as ``media``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._pipeline import Request
 
-__all__ = ["UPLOAD_LIMITS", "Media", "UploadForm", "content_type_for"]
+__all__ = ["UPLOAD_LIMITS", "Media", "UploadForm", "V2Upload", "content_type_for"]
 
 MIB = 1024 * 1024
 #: Documented size limits of the upload endpoints (bytes); others have none here.
@@ -41,6 +46,7 @@ UPLOAD_LIMITS: dict[str, int] = {
     "v3/merchant/media/video_upload": 5 * MIB,
     "v3/marketing/favor/media/image-upload": 2 * MIB,
     "v3/merchant-service/images/upload": 2 * MIB,
+    "v2/secapi/mch/uploadmedia": 2 * MIB,
 }
 
 _CONTENT_TYPES = {
@@ -67,6 +73,10 @@ _CONTENT_TYPES = {
 _CHUNK = 256 * 1024
 _DEFAULT_DIGEST: Mapping[str, str] = {"sha256": "sha256"}
 _ENDPOINT_LIMIT: Any = object()  # max_size default: the endpoint's documented limit
+#: What an APIv2 upload hashes: MD5 for ``media_hash``, SHA-256 for the change check.
+_V2_ALGORITHMS = frozenset({"md5", "sha256"})
+#: The sign type WeChat Pay requires of APIv2 uploads (``sign_type`` field).
+V2_UPLOAD_SIGN_TYPE = "HMAC-SHA256"
 
 
 def content_type_for(filename: str) -> str:
@@ -95,7 +105,8 @@ class UploadForm:
     fields to the signed meta JSON (a None value removes one, e.g. ``{"filename": None}``);
     ``digest`` names the meta fields that carry the file's digest and their algorithms,
     ``{"sha256": "sha256"}`` by default, ``{"digest": "sm3"}`` for SM3 endpoints.
-    ``max_size`` overrides the endpoint's documented limit (None: no limit).
+    ``max_size`` overrides the endpoint's documented limit (None: no limit). On the APIv2
+    upload the form has no meta JSON: ``meta`` and ``digest`` are refused there.
     """
 
     __slots__ = (
@@ -220,9 +231,13 @@ class UploadForm:
         if self._path is not None:
             handle.close()
 
-    def _digests(self) -> dict[str, str]:
-        """Hex digest per algorithm needed (meta fields plus SHA-256 for the change check)."""
-        hashers = {name: _hasher(name) for name in {*self.digest.values(), "sha256"}}
+    def _algorithms(self) -> frozenset[str]:
+        """The APIv3 digests: the meta fields' plus SHA-256 for the change check."""
+        return frozenset({*self.digest.values(), "sha256"})
+
+    def _digests(self, algorithms: frozenset[str]) -> dict[str, str]:
+        """Hex digest of the file per algorithm in ``algorithms``, in one pass."""
+        hashers = {name: _hasher(name) for name in algorithms}
         if self._data is not None:
             for hasher in hashers.values():
                 hasher.update(self._data)
@@ -238,14 +253,19 @@ class UploadForm:
                 self._close(handle)
         return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
-    async def _digests_for(self, token: object) -> dict[str, str]:
+    async def _digests_for(self, token: object, algorithms: frozenset[str]) -> dict[str, str]:
         cached = self._cache
-        if cached is not None and token is not None and cached[0] == token:
+        if (
+            cached is not None
+            and token is not None
+            and cached[0] == token
+            and algorithms.issubset(cached[1])
+        ):
             return cached[1]
         if self._data is not None and len(self._data) <= _CHUNK:
-            digests = self._digests()
+            digests = self._digests(algorithms)
         else:
-            digests = await anyio.to_thread.run_sync(self._digests)
+            digests = await anyio.to_thread.run_sync(self._digests, algorithms)
         self._cache = (token, digests)
         return digests
 
@@ -264,13 +284,17 @@ class UploadForm:
     async def prepare(self, request: Request) -> None:
         """Set the request's multipart body, headers and signed body (the transformer calls
         this for ``body=UploadForm(...)``)."""
-        if request.api != "v3":
+        v2 = request.api == "v2"
+        if v2 and (self.meta or self.digest != _DEFAULT_DIGEST):
             raise InvalidArgumentError(
-                f"UploadForm is for APIv3 upload endpoints, not {request.template!r}"
+                "meta= and digest= are for APIv3 uploads; an APIv2 upload "
+                f"({request.template!r}) sends mch_id, media_hash (MD5) and sign_type"
             )
         size, token = self._stat()
         limit = (
-            UPLOAD_LIMITS.get(request.path) if self.max_size is _ENDPOINT_LIMIT else self.max_size
+            UPLOAD_LIMITS.get("v2/" + request.path if v2 else request.path)
+            if self.max_size is _ENDPOINT_LIMIT
+            else self.max_size
         )
         if size == 0:
             raise InvalidArgumentError(f"upload file {self.filename!r} is empty")
@@ -279,7 +303,12 @@ class UploadForm:
                 f"upload file {self.filename!r} is {size} bytes; {request.template} accepts "
                 f"at most {limit} bytes (max_size= overrides)"
             )
-        digests = await self._digests_for(token)
+        if v2:
+            digests = await self._digests_for(token, _V2_ALGORITHMS)
+            # The form fields need the APIv2 sign: the signer seals the body (see V2Upload).
+            request.content = V2Upload(self, size, digests)
+            return
+        digests = await self._digests_for(token, self._algorithms())
         meta = self.meta_json(digests)
         boundary = secrets.token_hex(16)
         head = b"".join(
@@ -300,6 +329,53 @@ class UploadForm:
         request.headers["Content-Length"] = str(len(head) + size + len(tail))
         request.headers.setdefault("Accept", "application/json")
         request.state["signed_body"] = meta
+
+
+class V2Upload:
+    """An APIv2 upload waiting for its sign: ``request.content`` from the transformer to the
+    signer, which calls ``seal`` with the signed fields. Sent unsealed, it refuses to stream
+    (a stack without an APIv2 signer must not send an unsigned upload)."""
+
+    __slots__ = ("_digests", "_form", "_size")
+
+    def __init__(self, form: UploadForm, size: int, digests: Mapping[str, str]) -> None:
+        self._form = form
+        self._size = size
+        self._digests = digests
+
+    @property
+    def media_hash(self) -> str:
+        """Lower-case hex MD5 of the file: the ``media_hash`` field."""
+        return self._digests["md5"]
+
+    def seal(self, request: Request, fields: Mapping[str, str]) -> None:
+        """Make ``request.content`` the multipart body: ``fields`` (signed), then ``media``."""
+        form = self._form
+        boundary = secrets.token_hex(16).encode()
+        pieces: list[bytes] = []
+        for name, value in fields.items():
+            pieces += (
+                b"--", boundary, b'\r\nContent-Disposition: form-data; name="',
+                name.encode("ascii"), b'"\r\n\r\n', value.encode("utf-8"), b"\r\n",
+            )  # fmt: skip
+        pieces += (
+            b"--", boundary, b"\r\n",
+            b'Content-Disposition: form-data; name="media"; filename="',
+            _disposition_name(form.filename), b'"\r\n',
+            b"Content-Type: ", form.content_type.encode("latin-1"), b"\r\n\r\n",
+        )  # fmt: skip
+        head = b"".join(pieces)
+        tail = b"\r\n--" + boundary + b"--\r\n"
+        request.content = _FormStream(form, head, tail, self._size, self._digests["sha256"])
+        request.headers["Content-Type"] = f"multipart/form-data; boundary={boundary.decode()}"
+        request.headers["Content-Length"] = str(len(head) + self._size + len(tail))
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        raise InvalidArgumentError(
+            f"APIv2 upload of {self._form.filename!r} was not signed: the stack's signer "
+            "must seal it (SignRequest does)"
+        )
+        yield b""  # pragma: no cover - makes this an async generator
 
 
 class _FormStream:
@@ -370,6 +446,8 @@ class Media:
 
         Returns the verified answer: ``media_id`` for the merchant media endpoints,
         ``media_url`` for the marketing image upload. ``options`` go to ``UploadForm``.
+        A ``v2/`` endpoint (``v2/secapi/mch/uploadmedia``) is called with ``security=True``
+        and answers XML (``Transformer.to_dict(resp.content)["media_id"]``).
         """
         if isinstance(file, UploadForm):
             if options:
@@ -380,4 +458,6 @@ class Media:
         else:
             form = UploadForm(file, **options)
         node = self._client.chain(to) if isinstance(to, str) else to
+        if str(node).startswith("v2/"):  # the APIv2 upload needs the merchant certificate
+            return await node.post(body=form, security=True)
         return await node.post(body=form)

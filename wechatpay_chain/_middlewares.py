@@ -18,7 +18,7 @@ import httpx
 from . import _v2, _v3, crypto
 from ._exceptions import APIError, InvalidArgumentError, VerificationError
 from ._formatter import Formatter
-from ._media import UploadForm
+from ._media import V2_UPLOAD_SIGN_TYPE, UploadForm, V2Upload
 from ._parallel import PARALLEL_FROM, signing_threads
 from ._pipeline import Handler, Request
 from ._sensitive import serial_header
@@ -182,7 +182,7 @@ class DecodeAnswer:
                 raise _v3_error(response)
             return response
         if isinstance(request.body, UploadForm):
-            await request.body.prepare(request)  # refuses: APIv2 uploads are not supported
+            await request.body.prepare(request)  # multipart; the signer seals its fields
         if request.method != "GET":
             request.headers.setdefault("Content-Type", "text/xml; charset=utf-8")
         response = await call_next(request)
@@ -327,6 +327,9 @@ class SignRequest:
             raise InvalidArgumentError(
                 f"secret (the APIv2 key) is required for {request.template!r}"
             )
+        if request.body is not None and isinstance(request.content, V2Upload):
+            self._seal_v2_upload(request, request.content, config.secret)
+            return
         fields = _v2.build_request_fields(
             request.xml or {},
             mchid=config.mchid,
@@ -340,6 +343,23 @@ class SignRequest:
             locate(request)
         else:
             request.content = Transformer.to_xml(fields).encode("utf-8")
+
+    def _seal_v2_upload(self, request: Request, upload: V2Upload, secret: str) -> None:
+        """The form of an APIv2 upload: mch_id, media_hash, sign_type, signed (no nonce)."""
+        mchid = self._config.mchid
+        if not mchid:
+            raise InvalidArgumentError(
+                f"mchid is required for the APIv2 upload {request.template!r}"
+            )
+        fields = _v2.build_request_fields(
+            {"mch_id": mchid, "media_hash": upload.media_hash, "sign_type": V2_UPLOAD_SIGN_TYPE},
+            mchid=mchid,
+            secret=secret,
+            nonceless=True,
+            nonce="",
+        )
+        request.state["sign_type"] = V2_UPLOAD_SIGN_TYPE
+        upload.seal(request, fields)
 
 
 def is_unsigned_v3(path: str, method: str = "GET") -> bool:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from .. import _v2
 from .._exceptions import InvalidArgumentError
 from .._transformer import Transformer
+from . import _v2media
 from ._http import HTTPReply, HTTPRequest
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ async def handle(
         headers=http.headers,
         body=http.body,
         tls_client_cert=bool(http.client_cert),
+        body_file=http.body_file,
     )
     server.requests.append(request)
     matched = server._match(http.method, "v2/" + sent_path)
@@ -131,8 +133,14 @@ async def handle(
     route, request.params = matched
     request.template = route.template
 
+    form = http.method != "GET" and _v2media.is_form(http.headers.get("Content-Type", ""))
     if http.method == "GET":
         fields: dict[str, Any] = dict(request.query)
+    elif form:  # an upload (_v2media.py): the form's text fields are what is signed
+        found = _v2media.form_fields(http)
+        if found is None:
+            return fail("multipart 格式错误")
+        fields = found
     else:
         try:
             fields = Transformer.to_dict(http.body)
@@ -164,6 +172,8 @@ async def handle(
     sign = fields.get("sign", "")
     expected = _v2.sign_fields(fields, merchant.secret, sign_type)
     if not sign or not secrets.compare_digest(sign.encode(), expected.encode()):
+        if form:
+            return _reply(200, _v2media.sign_error(merchant.mchid), merchant, sign_type, None, True)
         return fail("签名错误")
 
     fault = server._take_fault(route.template)
