@@ -308,13 +308,13 @@ def chain_client(name: str, options: dict[str, Any]) -> Any:
 
     extra: dict[str, Any] = {}
     if name.endswith("-httpcore"):
-        import wechatpay_chain._transport
+        import wechatpay_chain.transport.connections
 
-        wechatpay_chain._transport.USE_ENGINE = False
+        wechatpay_chain.transport.connections.USE_ENGINE = False
     elif name == "chain-h11":
-        import wechatpay_chain._engine
+        import wechatpay_chain.transport.engine
 
-        wechatpay_chain._engine.httptools = None  # as if it were not installed
+        wechatpay_chain.transport.engine.httptools = None  # as if it were not installed
     elif name == "chain-full":
         extra["follow_redirects"] = True  # a client option only AsyncClient.send implements
     elif name.endswith("-ka20"):

@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-import wechatpay_chain._engine as engine_module
-import wechatpay_chain._transport as transport_module
+import wechatpay_chain.transport.connections as transport_module
+import wechatpay_chain.transport.engine as engine_module
 from wechatpay_chain import Client
-from wechatpay_chain._engine import AsyncEngine
 from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.transport.engine import AsyncEngine
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from wechatpay_chain import APIError, Client, _v3, crypto
+from wechatpay_chain import APIError, Client, crypto
+from wechatpay_chain.protocol import v3 as _v3
 from wechatpay_chain.testing import FakeRequest, Reply
 from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 from wechatpay_chain.testing._http import HTTPReply

@@ -7,8 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
-from wechatpay_chain import Client, _engine, _models, _transport, _v3
+from wechatpay_chain import Client
+from wechatpay_chain.protocol import v3 as _v3
 from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.transport import connections as _transport
+from wechatpay_chain.transport import engine as _engine
+from wechatpay_chain.transport import models as _models
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,8 @@ from wechatpay_chain import (
     RetryPolicy,
     VerificationError,
 )
-from wechatpay_chain._pipeline import Handler
-from wechatpay_chain._v3 import parse_authorization
+from wechatpay_chain.middlewares.pipeline import Handler
+from wechatpay_chain.protocol.v3 import parse_authorization
 from wechatpay_chain.testing import FakeWechatPay, Reply
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from wechatpay_chain import APIError, Client, Request, VerificationError
-from wechatpay_chain._pipeline import Handler
+from wechatpay_chain.middlewares.pipeline import Handler
 from wechatpay_chain.testing import FakeWechatPay
 
 TEMPLATE = "v3/marketing/favor/users/{openid}/coupons"

@@ -16,7 +16,7 @@ from wechatpay_chain import (
     VerificationError,
     crypto,
 )
-from wechatpay_chain._pipeline import Handler
+from wechatpay_chain.middlewares.pipeline import Handler
 from wechatpay_chain.testing import FakeWechatPay, Reply
 
 pytestmark = pytest.mark.anyio

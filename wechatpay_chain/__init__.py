@@ -4,10 +4,6 @@
     resp = await client.v3.pay.transactions.native.post(json={...})
 """
 
-from ._batch import BatchCall, Batches, BatchSummary
-from ._bill_csv import BillReader, read_bill
-from ._bills import Bills
-from ._certificates import AutoRefresh, Certificates, PlatformCertificate, PublicKeyOnlyError
 from ._chain import Chain, Verb
 from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
@@ -18,17 +14,26 @@ from ._exceptions import (
     VerificationError,
     WechatpayError,
 )
-from ._formatter import Formatter
-from ._journal import Journal, JournalRow
-from ._logging import MetricsHook, RequestLog
-from ._media import Media, UploadForm
-from ._middlewares import DecodeAnswer, ExpandTemplate, SignRequest, VerifyAnswer
-from ._pipeline import Handler, Middleware, Request, Stack
-from ._platform import PlatformKey, PlatformKeys
-from ._ratelimit import RateLimit
-from ._retry import BACKUP_BASE_URL, RetryPolicy
-from ._sink import Sink
-from ._transformer import Transformer
+from .crypto.platform import PlatformKey, PlatformKeys
+from .middlewares.logging import MetricsHook, RequestLog
+from .middlewares.pipeline import Handler, Middleware, Request, Stack
+from .middlewares.ratelimit import RateLimit
+from .middlewares.retry import BACKUP_BASE_URL, RetryPolicy
+from .middlewares.stages import DecodeAnswer, ExpandTemplate, SignRequest, VerifyAnswer
+from .protocol.formatter import Formatter
+from .protocol.transformer import Transformer
+from .services.batch import BatchCall, Batches, BatchSummary
+from .services.bill_csv import BillReader, read_bill
+from .services.bills import Bills
+from .services.certificates import (
+    AutoRefresh,
+    Certificates,
+    PlatformCertificate,
+    PublicKeyOnlyError,
+)
+from .services.journal import Journal, JournalRow
+from .services.media import Media, UploadForm
+from .transport.sink import Sink
 
 __all__ = [
     "BACKUP_BASE_URL",

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from . import _paysign, crypto
+from . import crypto
 from ._chain import Chain
 from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
 from ._exceptions import InvalidArgumentError
-from ._middlewares import (
+from .middlewares.pipeline import Handler, Middleware, Request, Stack
+from .middlewares.stages import (
     DecodeAnswer,
     ExpandTemplate,
     RsaSigner,
@@ -21,19 +22,19 @@ from ._middlewares import (
     VerifyAnswer,
     placeholders,
 )
-from ._pipeline import Handler, Middleware, Request, Stack
-from ._sensitive import Encrypted
-from ._transport import _Pool, _Transport
+from .protocol import paysign as _paysign
+from .protocol.sensitive import Encrypted
+from .transport.connections import _Pool, _Transport
 
 if TYPE_CHECKING:
-    from ._batch import Batches
-    from ._bills import Bills
-    from ._certificates import Certificates
-    from ._logging import MetricsHook
-    from ._media import Media
-    from ._ratelimit import RateLimit
-    from ._retry import RetryPolicy
+    from .middlewares.logging import MetricsHook
+    from .middlewares.ratelimit import RateLimit
+    from .middlewares.retry import RetryPolicy
     from .notifications import Notifications
+    from .services.batch import Batches
+    from .services.bills import Bills
+    from .services.certificates import Certificates
+    from .services.media import Media
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config", "normalize_base_url"]
 
@@ -110,7 +111,7 @@ class Client:
         config.parallel_signing = parallel_signing
         stack = default_stack(config)
         if retry is not None or rate_limit is not None or log_requests or metrics is not None:
-            from ._retry import resilient_stack
+            from .middlewares.retry import resilient_stack
 
             stack = resilient_stack(
                 stack,
@@ -246,28 +247,28 @@ class Client:
     @property
     def batch(self) -> Batches:
         """Resumable batches: ``await client.batch(send, items, journal="run.sqlite")``."""
-        from ._batch import Batches
+        from .services.batch import Batches
 
         return Batches(self)
 
     @property
     def certificates(self) -> Certificates:
         """Platform certificates: ``download()``, ``refresh()``, ``auto_refresh()``."""
-        from ._certificates import Certificates
+        from .services.certificates import Certificates
 
         return Certificates(self)
 
     @property
     def media(self) -> Media:
         """Uploads: ``await client.media.upload(path)``; ``form()`` for the chain forms."""
-        from ._media import Media
+        from .services.media import Media
 
         return Media(self)
 
     @property
     def bills(self) -> Bills:
         """Bill downloads, streamed and hash-checked: ``download()``, ``download_v2()``..."""
-        from ._bills import Bills
+        from .services.bills import Bills
 
         return Bills(self)
 
@@ -374,7 +375,7 @@ class Client:
         )
         retry, idempotent = options.get("retry"), options.get("idempotent")
         if retry is not None or idempotent is not None:
-            from ._retry import check_call_options
+            from .middlewares.retry import check_call_options
 
             check_call_options(retry, idempotent)
             request.retry, request.idempotent = retry, idempotent
@@ -415,7 +416,7 @@ class Client:
             return self._handler
         handler: Handler | None = self.__dict__.get("_retry_handler")
         if handler is None:
-            from ._retry import RetryPolicy, resilient_stack
+            from .middlewares.retry import RetryPolicy, resilient_stack
 
             stack = resilient_stack(self._stack, retry=RetryPolicy())
             handler = self.__dict__["_retry_handler"] = stack.compose(self._transmit)
@@ -456,7 +457,7 @@ class Client:
         )
         if request.sink is None:
             return await http.send(built)
-        from ._sink import receive_into
+        from .transport.sink import receive_into
 
         return await receive_into(http, built, request)
 

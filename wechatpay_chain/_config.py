@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import crypto
 from ._exceptions import InvalidArgumentError
-from ._mtls import load_merchant_identity
-from ._platform import PlatformKeys
+from .crypto.identity import load_merchant_identity
+from .crypto.platform import PlatformKeys
 
 __all__ = ["DEFAULT_BASE_URL", "Config", "normalize_base_url"]
 

@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from .. import _v3, crypto
+from .. import crypto
 from .._exceptions import VerificationError
+from ..protocol import v3 as _v3
 from ._http import HTTPReply, HTTPRequest, ServerThread
 from ._pki import TestCA
 
@@ -425,7 +426,7 @@ class FakeWechatPay:
         path, _, raw_query = http.target.partition("?")
         if path.startswith("/v3/") or path == "/v3":
             return await self._handle_v3(http, path, raw_query)
-        from . import _v2fake
+        from . import _v2 as _v2fake
 
         return await _v2fake.handle(self, http, path, raw_query)
 

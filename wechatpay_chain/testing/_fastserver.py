@@ -451,7 +451,8 @@ class BenchmarkWechatPay(FakeWechatPay):
         return cached[1]
 
     def _sign_at(self, body: bytes, timestamp: int, nonce: str) -> list[tuple[str, str]]:
-        from .. import _v3, crypto
+        from .. import crypto
+        from ..protocol import v3 as _v3
 
         signer = self.signer
         signature = crypto.sign_sha256_rsa(

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .. import _v2, _v3, crypto
+from .. import crypto
 from .._exceptions import InvalidArgumentError
-from .._formatter import Formatter
-from .._transformer import Transformer
+from ..protocol import v2 as _v2
+from ..protocol import v3 as _v3
+from ..protocol.formatter import Formatter
+from ..protocol.transformer import Transformer
 
 if TYPE_CHECKING:
     from ._fake import FakeWechatPay

@@ -69,7 +69,8 @@ def install(server: FakeWechatPay) -> None:
     server.route("GET", "v3/marketing/favor/users/{openid}/coupons", list_coupons)
     server.route("POST", "v3/multiuse/users/{openid}/coupons", send_multiuse)
 
-    from . import _certificates, _v2seeds
+    from . import _certificates
+    from . import _v2seeds as _v2seeds
 
     _certificates.install(server)
     _v2seeds.install(server)

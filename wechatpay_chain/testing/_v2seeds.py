@@ -124,6 +124,6 @@ def install(server: FakeWechatPay) -> None:
     server.route("POST", SEND_COUPON, send_coupon)
     server.route("POST", QUERY_COUPON_STOCK, query_coupon_stock)
 
-    from . import _v2media
+    from . import _v2media as _v2media
 
     _v2media.install(server)
