@@ -308,9 +308,9 @@ def chain_client(name: str, options: dict[str, Any]) -> Any:
 
     extra: dict[str, Any] = {}
     if name.endswith("-httpcore"):
-        import wechatpay_chain.transport.connections
+        from wechatpay_chain.transport.factory import PoolFactory
 
-        wechatpay_chain.transport.connections.USE_ENGINE = False
+        PoolFactory.use_engine = False
     elif name == "chain-h11":
         import wechatpay_chain.transport.engine
 

@@ -26,8 +26,8 @@ from wechatpay_chain import (
     UploadForm,
     VerificationError,
 )
-from wechatpay_chain.middlewares.stages import is_unsigned_v3
 from wechatpay_chain.protocol.v2 import is_unsigned_answer
+from wechatpay_chain.protocol.v3 import is_unsigned_v3
 from wechatpay_chain.testing import FakeWechatPay, Reply
 from wechatpay_chain.testing._catchall import echo
 from wechatpay_chain.testing._v2 import needs_certificate, to_xml

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -53,6 +54,7 @@ class Config:
         "merchant_identity",
         "merchant_key",
         "merchant_key_password",
+        "notifications",
         "parallel_signing",
         "platform_keys",
         "private_key",
@@ -102,6 +104,9 @@ class Config:
         self.encrypted = False
         #: Sign on spare cores while other requests are in flight (``Client(parallel_signing=)``).
         self.parallel_signing = True
+        #: ``client.notifications`` of every client sharing this configuration (one
+        #: de-duplication store per merchant), made on first use.
+        self.notifications: Any = None
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import ssl
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography import x509
@@ -22,15 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from .. import crypto
 from .._exceptions import InvalidArgumentError
+from .keys import certificate_serial, load_private_key
 
-if TYPE_CHECKING:
-    from .._config import Config
+__all__ = ["NO_CERT", "MerchantIdentity", "load_merchant_identity"]
 
-__all__ = ["MerchantIdentity", "load_merchant_identity", "merchant_ssl_context"]
-
-_NO_CERT = (
+NO_CERT = (
     "security=True requests need the merchant API certificate: give merchant_cert (the "
     "apiclient_cert.pem or apiclient_cert.p12 of the merchant) and, for PEM, merchant_key"
 )
@@ -54,10 +48,17 @@ class MerchantIdentity:
     @property
     def serial(self) -> str:
         """The certificate serial as WeChat Pay writes it (upper-case hex)."""
-        return crypto.certificate_serial(self.certificate)
+        return certificate_serial(self.certificate)
 
     def __repr__(self) -> str:
         return f"<MerchantIdentity serial={self.serial!r}>"
+
+    # Equal when the certificate is: clients of one merchant share its mutual-TLS pools.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MerchantIdentity) and other.certificate == self.certificate
+
+    def __hash__(self) -> int:
+        return hash(self.certificate)
 
     def pem_files(self, folder: str) -> tuple[str, str]:
         """Write ``(certfile, password)`` for ``SSLContext.load_cert_chain`` into ``folder``.
@@ -152,7 +153,7 @@ def _from_pkcs12(data: bytes, password: bytes | None, where: str) -> MerchantIde
         raise InvalidArgumentError(f"{where}: the PKCS#12 file holds no {missing}")
     if not isinstance(key, rsa.RSAPrivateKey):
         raise InvalidArgumentError(f"{where}: the PKCS#12 key is not RSA; WeChat Pay needs RSA")
-    return MerchantIdentity(cert, crypto.load_private_key(key, what=where), tuple(extra))
+    return MerchantIdentity(cert, load_private_key(key, what=where), tuple(extra))
 
 
 def _certificates(data: bytes, where: str) -> list[x509.Certificate] | None:
@@ -231,7 +232,7 @@ def load_merchant_identity(
             "merchant_key is required with a PEM/DER merchant_cert (the apiclient_key.pem)"
         )
     passphrase = None if isinstance(key_source, rsa.RSAPrivateKey) else password
-    key = crypto.load_private_key(
+    key = load_private_key(
         key_source,  # type: ignore[arg-type]  # checked and reported by the loader
         passphrase=passphrase,
         what=key_what,
@@ -246,61 +247,6 @@ def load_merchant_identity(
     if cert_key.public_numbers() != key.public_key().public_numbers():
         raise InvalidArgumentError(
             f"{key_what} is not the key of {where} (certificate serial "
-            f"{crypto.certificate_serial(leaf)})"
+            f"{certificate_serial(leaf)})"
         )
     return MerchantIdentity(leaf, key, tuple(chain[1:]))
-
-
-def _copy_context(base: ssl.SSLContext) -> ssl.SSLContext:
-    """A new client context trusting what ``base`` trusts.
-
-    An SSLContext cannot be cloned, and loading the merchant certificate into the user's
-    own ``verify=`` context would make plain requests present it too.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = base.check_hostname
-    context.verify_mode = base.verify_mode
-    context.verify_flags = base.verify_flags
-    context.minimum_version = base.minimum_version
-    context.maximum_version = base.maximum_version
-    context.options = base.options
-    if base.keylog_filename:
-        context.keylog_filename = base.keylog_filename
-    cas = base.get_ca_certs(binary_form=True)
-    if cas:
-        context.load_verify_locations(cadata=b"".join(cas))
-    elif context.verify_mode != ssl.CERT_NONE:
-        # A store read lazily from a directory lists nothing until used: trust the defaults.
-        context.load_default_certs()
-    return context
-
-
-def _base_context(verify: Any, trust_env: bool) -> ssl.SSLContext:
-    if isinstance(verify, ssl.SSLContext):
-        return _copy_context(verify)
-    import httpx
-
-    return httpx.create_ssl_context(verify=verify, trust_env=trust_env)
-
-
-def merchant_ssl_context(
-    config: Config, verify: Any = True, trust_env: bool = True
-) -> ssl.SSLContext:
-    """A client context that trusts as ``verify=`` does and presents the merchant certificate.
-
-    Raises ``InvalidArgumentError`` when the client has no merchant certificate.
-    """
-    identity = config.merchant_identity
-    if identity is None:
-        raise InvalidArgumentError(_NO_CERT)
-    context = _base_context(verify, trust_env)
-    context.post_handshake_auth = True
-    with tempfile.TemporaryDirectory(prefix="wechatpay-chain-") as folder:
-        path, password = identity.pem_files(folder)
-        try:
-            context.load_cert_chain(path, password=password)
-        except (ssl.SSLError, ValueError) as exc:
-            raise InvalidArgumentError(
-                f"merchant_cert/merchant_key cannot be used for TLS: {exc.__class__.__name__}"
-            ) from None
-    return context

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .. import crypto
 from .._exceptions import InvalidArgumentError, VerificationError
+from .keys import certificate_serial, certificate_validity, load_certificate, load_public_key
+from .rsa import verify_sha256_rsa
 
 __all__ = ["PlatformKey", "PlatformKeys"]
 
@@ -35,12 +36,12 @@ def load_platform_key(serial: str, value: object) -> PlatformKey:
         cert = value
     elif not isinstance(value, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         try:
-            cert = crypto.load_certificate(value, what=what)  # type: ignore[arg-type]
+            cert = load_certificate(value, what=what)  # type: ignore[arg-type]
         except InvalidArgumentError:
             cert = None
     if cert is None:
-        return PlatformKey(serial, crypto.load_public_key(value, what=what))  # type: ignore[arg-type]
-    actual = crypto.certificate_serial(cert)
+        return PlatformKey(serial, load_public_key(value, what=what))  # type: ignore[arg-type]
+    actual = certificate_serial(cert)
     if actual != serial.upper():
         raise InvalidArgumentError(
             f"{what} is a certificate with serial {actual!r}, not {serial!r}"
@@ -48,7 +49,7 @@ def load_platform_key(serial: str, value: object) -> PlatformKey:
     public = cert.public_key()
     if not isinstance(public, rsa.RSAPublicKey):
         raise InvalidArgumentError(f"{what} is not an RSA certificate")
-    not_before, not_after = crypto.certificate_validity(cert)
+    not_before, not_after = certificate_validity(cert)
     return PlatformKey(actual, public, not_before, not_after)
 
 
@@ -121,5 +122,5 @@ class PlatformKeys(Mapping[str, PlatformKey]):
                 raise VerificationError(
                     f"platform certificate {serial} is not valid before {entry.not_before}"
                 )
-        if not crypto.verify_sha256_rsa(message, signature, entry.key):
+        if not verify_sha256_rsa(message, signature, entry.key):
             raise VerificationError(f"signature by {serial} does not verify")

@@ -16,9 +16,8 @@ import anyio
 import httpx
 
 from .._exceptions import InvalidArgumentError
-from ..transport.connections import loop_key
-from .pipeline import Handler, Request
-from .retry import Sleep
+from ..transport.registry import loop_key
+from .pipeline import Handler, Request, Sleep
 
 __all__ = ["RateLimit"]
 

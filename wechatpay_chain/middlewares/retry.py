@@ -32,21 +32,18 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import httpx
 
 from .._exceptions import InvalidArgumentError
 from ..protocol import v2 as _v2
-from .pipeline import Handler, Middleware, Request, Stack
-from .stages import answer_fields, locate
-
-if TYPE_CHECKING:
-    from .logging import MetricsHook
-    from .ratelimit import RateLimit
+from .errors import answer_fields
+from .pipeline import Handler, Request, Sleep
+from .template import locate
 
 __all__ = [
     "BACKUP_BASE_URL",
@@ -55,7 +52,6 @@ __all__ = [
     "RETRY_STATUSES",
     "RetryPolicy",
     "check_call_options",
-    "resilient_stack",
 ]
 
 log = logging.getLogger("wechatpay_chain.retry")
@@ -74,7 +70,6 @@ _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Sent (or maybe sent), and the answer is missing or cut.
 _UNANSWERED = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
-Sleep = Callable[[float], Awaitable[Any]]
 
 
 @lru_cache(maxsize=512)
@@ -425,52 +420,3 @@ def check_call_options(retry: object, idempotent: object) -> None:
         )
     if idempotent is not None and not isinstance(idempotent, bool):
         raise InvalidArgumentError(f"idempotent= must be True or False, got {idempotent!r}")
-
-
-def _place(stack: Stack, name: str, middleware: Middleware, after: tuple[str, ...]) -> Stack:
-    if name in stack.names:
-        return stack.replace(name, middleware)
-    for anchor in after:
-        if anchor in stack.names:
-            return stack.insert(name, middleware, after=anchor)
-    if "signer" in stack.names:
-        return stack.insert(name, middleware, before="signer")
-    return stack.insert(name, middleware)
-
-
-def resilient_stack(
-    stack: Stack,
-    *,
-    retry: RetryPolicy | None = None,
-    rate_limit: RateLimit | None = None,
-    log_requests: bool = False,
-    metrics: MetricsHook | None = None,
-) -> Stack:
-    """``stack`` with ``retry``, ``limiter`` and ``logger`` in their places.
-
-    transformer -> retry -> limiter -> logger -> signer: every attempt is rate limited, logged
-    and signed on its own, and a backoff wait holds no concurrency slot.
-    """
-    if retry is not None:
-        if not isinstance(retry, RetryPolicy):
-            raise InvalidArgumentError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        stack = _place(stack, "retry", retry, ("transformer",))
-    if rate_limit is not None:
-        from .ratelimit import RateLimit
-
-        if not isinstance(rate_limit, RateLimit):
-            raise InvalidArgumentError(
-                f"rate_limit must be a RateLimit, got {type(rate_limit).__name__}"
-            )
-        stack = _place(stack, "limiter", rate_limit, ("retry", "transformer"))
-    if log_requests or metrics is not None:
-        from .logging import RequestLog
-
-        logger = RequestLog(metrics=metrics)
-        if "logger" in stack.names:
-            stack = stack.replace("logger", logger)
-        elif "signer" in stack.names:
-            stack = stack.insert("logger", logger, before="signer")
-        else:
-            stack = _place(stack, "logger", logger, ("limiter", "retry", "transformer"))
-    return stack

@@ -6,20 +6,21 @@ the notification verifier, the CLI and the fake server all share these functions
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import httpx
-
 from .._exceptions import VerificationError
-from ..transport.models import header_items
 
 __all__ = [
     "AUTH_SCHEME",
     "MAX_SKEW",
+    "SIGNED_NAMES",
+    "UNSIGNED_V3_PATHS",
     "SignedHeaders",
     "authorization",
+    "is_unsigned_v3",
     "parse_authorization",
+    "parse_signed",
     "request_message",
     "response_message",
     "signed_headers",
@@ -94,37 +95,13 @@ class SignedHeaders:
     signature_type: str
 
 
-_SIGNED_NAMES = (
+SIGNED_NAMES = (
     "Wechatpay-Timestamp",
     "Wechatpay-Nonce",
     "Wechatpay-Signature",
     "Wechatpay-Serial",
     "Wechatpay-Signature-Type",
 )
-_SIGNED_INDEX = {name.lower().encode("ascii"): i for i, name in enumerate(_SIGNED_NAMES)}
-
-
-def _signed_values(headers: Mapping[str, str]) -> list[str | None]:
-    """The five ``Wechatpay-*`` values; one pass over an httpx.Headers' raw list (five
-    ``get`` calls would scan it five times), repeated headers joined as ``get`` joins them."""
-    if not isinstance(headers, httpx.Headers):
-        return [headers.get(name) for name in _SIGNED_NAMES]
-    found: list[bytes | None] = [None] * len(_SIGNED_NAMES)
-    for _, lower, value in header_items(headers):
-        i = _SIGNED_INDEX.get(lower)
-        if i is not None:
-            before = found[i]
-            found[i] = value if before is None else before + b", " + value
-    values: list[str | None] = []
-    for raw in found:
-        if raw is None:
-            values.append(None)
-            continue
-        try:
-            values.append(raw.decode("ascii"))  # what httpx gives for ASCII, without its scan
-        except UnicodeDecodeError:
-            values.append(raw.decode(headers.encoding))
-    return values
 
 
 def signed_headers(
@@ -135,7 +112,14 @@ def signed_headers(
     ``headers`` must look names up case-insensitively (httpx.Headers does; so does the
     notification verifier's own mapping). Raises VerificationError naming what is wrong.
     """
-    timestamp, nonce, signature, serial, signature_type = _signed_values(headers)
+    return parse_signed([headers.get(name) for name in SIGNED_NAMES], now=now, max_skew=max_skew)
+
+
+def parse_signed(
+    values: Sequence[str | None], *, now: float, max_skew: int = MAX_SKEW
+) -> SignedHeaders:
+    """``signed_headers`` over the five values already looked up, in ``SIGNED_NAMES`` order."""
+    timestamp, nonce, signature, serial, signature_type = values
     missing = [
         name
         for name, value in (
@@ -154,7 +138,8 @@ def signed_headers(
         raise VerificationError(
             f"Wechatpay-Signature-Type {signature_type!r} is not supported; expected {AUTH_SCHEME}"
         )
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isascii: str.isdigit also accepts digits int() refuses (superscripts).
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise VerificationError("Wechatpay-Timestamp is not a unix time")
     skew = abs(now - int(timestamp))
     if skew > max_skew:
@@ -162,3 +147,37 @@ def signed_headers(
             f"Wechatpay-Timestamp is {int(skew)} s away from local time (limit {max_skew} s)"
         )
     return SignedHeaders(timestamp, nonce, signature, serial, signature_type)
+
+
+#: APIv3 paths whose answers WeChat Pay does not sign (file downloads, GET only; see
+#: ``is_unsigned_v3``). An entry ending in `/` covers one segment below it (`{media_id}`).
+UNSIGNED_V3_PATHS: tuple[str, ...] = (
+    "v3/billdownload/file",
+    "v3/transferdownload/signfile",
+    "v3/transferdownload/elecvoucherfile",
+    "v3/merchant-service/images/",
+    "v3/new-tax-control-fapiao/download-invoice-file",
+    # Cross-border: the statement file (its answer has Wechatpay-Statement-Sha1, no
+    # signature) and complaint images.
+    "v3/global/statements",
+    "v3/global/merchant-service/images/",
+)
+
+
+def is_unsigned_v3(path: str, method: str = "GET") -> bool:
+    """Whether WeChat Pay answers ``method path`` unsigned: a GET of a file download.
+
+    An entry ending in ``/`` is a folder of single-segment downloads (``images/{media_id}``),
+    so ``POST v3/merchant-service/images/upload``, whose answer is signed, is not one.
+    """
+    if method != "GET" or not path.startswith(UNSIGNED_V3_PATHS):
+        return False
+    path = path.partition("?")[0]
+    for known in UNSIGNED_V3_PATHS:
+        if known.endswith("/"):
+            rest = path[len(known) :] if path.startswith(known) else ""
+            if rest and "/" not in rest:
+                return True
+        elif path == known:
+            return True
+    return False

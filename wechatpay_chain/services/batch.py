@@ -18,30 +18,39 @@ import itertools
 import json
 import os
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TextIO
 
 import anyio
 import httpx
 
 from .._exceptions import APIError, InvalidArgumentError, WechatpayError
-from ..middlewares.retry import RetryPolicy, resilient_stack
+from ..middlewares.retry import RetryPolicy
+from ..middlewares.stack import resilient_stack
 from .journal import Journal, JournalRow, Outcome, State
 from .progress import Progress, progress_stream
+from .session import Session
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .._client import Client
     from ..middlewares.ratelimit import RateLimit
 
 __all__ = ["BatchCall", "BatchSummary", "Batches", "run_batch"]
 
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:
+    from typing_extensions import TypeVar
+
 T = TypeVar("T")
+#: The client type a batch sends with; ``BatchCall[str]`` leaves it open (``Any``).
+S = TypeVar("S", bound=Session, default=Any)
 
 _CHUNK = 256  # items claimed per journal transaction, at most
 _FLUSH = 256  # outcomes buffered before they are written
@@ -49,7 +58,7 @@ _TICK = 0.2  # seconds between progress redraws
 _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
 
 
-class BatchCall(Generic[T]):
+class BatchCall(Generic[T, S]):
     """One item's call: what ``send`` receives.
 
     Put ``idempotency_key`` in the request's ``out_…_no`` field: it is the same on every run
@@ -60,7 +69,7 @@ class BatchCall(Generic[T]):
     __slots__ = ("client", "idempotency_key", "item", "item_id", "resent")
 
     def __init__(
-        self, item: T, item_id: str, idempotency_key: str, client: Client, resent: bool
+        self, item: T, item_id: str, idempotency_key: str, client: S, resent: bool
     ) -> None:
         self.item = item
         self.item_id = item_id
@@ -191,7 +200,7 @@ def _failure(item_id: str, error: BaseException) -> Outcome:
 _Work = tuple[T, str, str, bool]
 
 
-class _Runner(Generic[T]):
+class _Runner(Generic[T, S]):
     """One run: ``concurrency`` workers share a queue of claimed items and refill it.
 
     A worker that finds the queue empty takes the next chunk of input, has the journal
@@ -202,8 +211,8 @@ class _Runner(Generic[T]):
 
     def __init__(
         self,
-        client: Client,
-        send: Callable[[BatchCall[T]], Awaitable[Any]],
+        client: S,
+        send: Callable[[BatchCall[T, S]], Awaitable[Any]],
         items: Iterable[T] | AsyncIterable[T],
         journal: Journal,
         concurrency: int,
@@ -394,8 +403,8 @@ class _Runner(Generic[T]):
 
 
 def _batch_client(
-    client: Client, retry: RetryPolicy | bool | None, rate_limit: RateLimit | None
-) -> Client:
+    client: S, retry: RetryPolicy | bool | None, rate_limit: RateLimit | None
+) -> S:
     stack = client.middlewares
     changed = stack
     if retry is False:
@@ -423,12 +432,12 @@ def _batch_client(
             changed = changed.insert("batch-limiter", rate_limit, after=anchor)
         else:
             changed = changed.insert("batch-limiter", rate_limit)
-    return client if changed is stack else client._derive(changed)
+    return client if changed is stack else client._with_stack(changed)
 
 
 async def run_batch(
-    client: Client,
-    send: Callable[[BatchCall[T]], Awaitable[Any]],
+    client: S,
+    send: Callable[[BatchCall[T, S]], Awaitable[Any]],
     items: Iterable[T] | AsyncIterable[T],
     *,
     journal: str | os.PathLike[str] | Journal,
@@ -468,7 +477,7 @@ async def run_batch(
     return await runner.run()
 
 
-class Batches:
+class Batches(Generic[S]):
     """``client.batch``: call it to run many calls as one resumable batch.
 
     ``await client.batch(send, items, journal="run.sqlite", concurrency=64)`` calls
@@ -492,7 +501,7 @@ class Batches:
 
     __slots__ = ("_client",)
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: S) -> None:
         self._client = client
 
     def __repr__(self) -> str:
@@ -500,7 +509,7 @@ class Batches:
 
     async def __call__(
         self,
-        send: Callable[[BatchCall[T]], Awaitable[Any]],
+        send: Callable[[BatchCall[T, S]], Awaitable[Any]],
         items: Iterable[T] | AsyncIterable[T],
         *,
         journal: str | os.PathLike[str] | Journal,

@@ -20,7 +20,7 @@ from .._exceptions import InvalidArgumentError, VerificationError
 from ..transport.sink import Sink
 
 if TYPE_CHECKING:
-    from .._client import Client
+    from .session import Session
 
 __all__ = ["Bills"]
 
@@ -72,7 +72,7 @@ class Bills:
 
     __slots__ = ("_client",)
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Session) -> None:
         self._client = client
 
     async def download(
@@ -93,7 +93,7 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = _target(sink)
-        answer = await self._client.v3.bill.tradebill.get(query=query)
+        answer = await self._client.chain("v3/bill/tradebill").get(query=query)
         return await self.fetch(answer.json(), target, decompress=decompress)
 
     async def download_fundflow(
@@ -112,7 +112,7 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = _target(sink)
-        answer = await self._client.v3.bill.fundflowbill.get(query=query)
+        answer = await self._client.chain("v3/bill/fundflowbill").get(query=query)
         return await self.fetch(answer.json(), target, decompress=decompress)
 
     async def fetch(
@@ -168,7 +168,7 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = Sink(_target(sink), decompress=decompress)
-        return await self._client.v2.pay.downloadbill.post(xml=xml, sink=target)
+        return await self._client.chain("v2/pay/downloadbill").post(xml=xml, sink=target)
 
     async def download_fundflow_v2(
         self,
@@ -192,7 +192,7 @@ class Bills:
             "sign_type": "HMAC-SHA256",
         }
         target = Sink(_target(sink), decompress=decompress)
-        return await self._client.v2.pay.downloadfundflow.post(
+        return await self._client.chain("v2/pay/downloadfundflow").post(
             xml=xml, sink=target, security=security
         )
 

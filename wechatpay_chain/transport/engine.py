@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - the h11 parser below is tested explicitly
     httptools = None  # type: ignore[assignment]
 
-__all__ = ["PARSER", "AsyncEngine"]
+__all__ = ["DEFAULT_LIMITS", "PARSER", "AsyncEngine"]
 
 PARSER = "httptools" if httptools is not None else "h11"
 
@@ -50,7 +50,10 @@ _LOW_WATER = 64 * 1024
 _DISCONNECTED = "Server disconnected without sending a response."
 _INCOMPLETE = "peer closed connection without sending complete message body"
 _HTTP11 = {"http_version": b"HTTP/1.1"}
-_DEFAULT_LIMITS = httpx.Limits(
+# WeChat Pay closes idle connections after about 8 s: expire ours first. Many requests in
+# flight should not churn connections, so the keep-alive pool is as large as the pool (an
+# idle connection is taken without looking at the others).
+DEFAULT_LIMITS = httpx.Limits(
     max_connections=128, max_keepalive_connections=128, keepalive_expiry=5.0
 )
 
@@ -472,7 +475,7 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         self,
         *,
         ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
-        limits: httpx.Limits = _DEFAULT_LIMITS,
+        limits: httpx.Limits = DEFAULT_LIMITS,
         parser: str = PARSER,
     ) -> None:
         if parser not in ("httptools", "h11"):

@@ -17,7 +17,9 @@ from typing import Any
 
 import httpx
 
-__all__ = ["build_request", "build_response", "header_items"]
+from ..protocol import v3
+
+__all__ = ["build_request", "build_response", "header_items", "signed_values"]
 
 _new = object.__new__
 
@@ -148,3 +150,27 @@ build_request = _fast_request if FAST else _public_request
 build_response = _fast_response if FAST else _public_response
 #: The ``(name, lower-cased name, value)`` triples of an httpx.Headers, without copying them.
 header_items = _fast_items if FAST else _public_items
+
+
+_SIGNED_INDEX = {name.lower().encode("ascii"): i for i, name in enumerate(v3.SIGNED_NAMES)}
+
+
+def signed_values(headers: httpx.Headers) -> list[str | None]:
+    """The five ``Wechatpay-*`` values (``v3.SIGNED_NAMES`` order) in one pass over the raw
+    list (five ``get`` calls would scan it five times), repeats joined as ``get`` joins them."""
+    found: list[bytes | None] = [None] * len(_SIGNED_INDEX)
+    for _, lower, value in header_items(headers):
+        i = _SIGNED_INDEX.get(lower)
+        if i is not None:
+            before = found[i]
+            found[i] = value if before is None else before + b", " + value
+    values: list[str | None] = []
+    for raw in found:
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(raw.decode("ascii"))  # what httpx gives for ASCII, without its scan
+        except UnicodeDecodeError:
+            values.append(raw.decode(headers.encoding))
+    return values

@@ -1,19 +1,17 @@
 """APIv3 request signing on spare cores while other requests of the same event loop are in flight.
 
-An RSA-2048 signature costs about 0.3 ms of CPU, most of what a request costs the client, and
-``cryptography`` releases the GIL while it computes one. When an asyncio loop has several
-requests in flight and the process may use more than one core, the signatures are computed
-by a few worker threads while the loop goes on with sockets, parsing and verification. A
-request gains nothing from a thread while its loop has little else to do (the hand-over only
-adds latency: 1 128 against 1 555 req/s one at a time, ~10 % less with two in flight, even
-with four), so below ``PARALLEL_FROM`` requests in flight on the loop it is signed inline.
+An RSA-2048 signature is most of the CPU a request costs the client, and ``cryptography``
+releases the GIL while it computes one. When an asyncio loop has several requests in flight
+and the process may use more than one core, the signatures are computed by a few worker
+threads while the loop goes on with sockets, parsing and verification. A request gains
+nothing from a thread while its loop has little else to do (the hand-over only adds
+latency), so below ``PARALLEL_FROM`` requests in flight on the loop it is signed inline.
 
 Results come back through one inbox per loop: a worker appends and wakes the loop only when
 the inbox was empty, so a loop busy with many requests pays one wake-up for several
-signatures. When more signatures wait than two per worker, the loop signs the next one itself:
-its core then shares the work rather than idling behind a queue (on 2 cores, 64 in flight:
-+20 % over always handing off). Under trio, or with one usable core, everything is signed
-inline.
+signatures. When more signatures wait than two per worker, the loop signs the next one
+itself: its core then shares the work rather than idling behind a queue. Under trio, or with
+one usable core, everything is signed inline. bench/README.md has the measurements.
 """
 
 from __future__ import annotations
@@ -23,13 +21,14 @@ import base64
 import os
 import queue
 import threading
+from asyncio import _get_running_loop
 from collections import deque
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-__all__ = ["PARALLEL_FROM", "LoopLoad", "SigningThreads", "signing_threads"]
+__all__ = ["PARALLEL_FROM", "LoopLoad", "SigningThreads", "loop_load", "signing_threads"]
 
 #: Requests in flight on a loop (this one included) from which signatures go to the workers.
 PARALLEL_FROM = 4
@@ -43,15 +42,24 @@ _Outcome = tuple["asyncio.Future[str]", str | None, BaseException | None]
 class LoopLoad:
     """Per event loop: how many signed requests are in flight, and the inbox of signatures."""
 
-    __slots__ = ("_armed", "_done", "_lock", "inflight", "loop")
+    __slots__ = ("_armed", "_done", "_lock", "inflight", "loop", "threads")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: SigningThreads) -> None:
         self.loop = loop
+        self.threads = threads
         #: Requests between their signing and their answer (or failure) on this loop.
         self.inflight = 0
         self._done: deque[_Outcome] = deque()
         self._lock = threading.Lock()
         self._armed = False
+
+    def sign(self, key: rsa.RSAPrivateKey, message: bytes) -> str | asyncio.Future[str]:
+        """The signature now (computed here), or a future a worker fulfils: few requests in
+        flight, or workers already behind, and this loop's core signs it itself."""
+        threads = self.threads
+        if self.inflight >= PARALLEL_FROM and not threads.behind():
+            return threads.sign(self, key, message)
+        return base64.b64encode(key.sign(message, _PKCS1V15, _SHA256)).decode("ascii")
 
     def deliver(self, outcome: _Outcome) -> None:
         """From a worker thread: hand a signature (or its failure) back to the loop."""
@@ -101,7 +109,7 @@ class SigningThreads:
                 # (asyncio.run per batch, the tests) does not keep them all.
                 for old in [old for old in self._loads if old.is_closed()]:
                     del self._loads[old]
-                load = self._loads.setdefault(loop, LoopLoad(loop))
+                load = self._loads.setdefault(loop, LoopLoad(loop, self))
         return load
 
     def behind(self) -> bool:
@@ -164,10 +172,20 @@ def signing_threads() -> SigningThreads | None:
     return _shared
 
 
+def loop_load() -> LoopLoad | None:
+    """The running asyncio loop's signing load, or None (trio, or a single usable core)."""
+    threads = signing_threads()
+    if threads is None:
+        return None
+    loop = _get_running_loop()
+    return None if loop is None else threads.load(loop)
+
+
 def _forget_after_fork() -> None:
-    # A forked child has none of the parent's threads; it starts its own when it signs.
-    global _shared, _resolved
-    _shared, _resolved = None, False
+    # A forked child has none of the parent's threads (and a lock held by one of them at the
+    # fork would stay held): it starts afresh when it signs.
+    global _shared, _resolved, _shared_lock
+    _shared, _resolved, _shared_lock = None, False, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -9,19 +9,14 @@ the sink: it is kept in memory for the transformer to raise from.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import tempfile
-import time
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import httpx
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
@@ -29,13 +24,11 @@ from .. import crypto
 from .._exceptions import InvalidArgumentError, VerificationError
 from ..crypto.hashes import _hasher
 from ..protocol import v2 as _v2
-from ..protocol import v3 as _v3
 
 if TYPE_CHECKING:
-    from .._config import Config
     from ..middlewares.pipeline import Request
 
-__all__ = ["SignedBody", "Sink", "StreamCheck", "receive_into"]
+__all__ = ["Sink", "StreamCheck", "receive_into"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Output of one inflate step: a small compressed chunk may expand a thousandfold.
@@ -336,72 +329,3 @@ async def receive_into(
     finally:
         if not committed:
             destination.discard()
-
-
-class SignedBody:
-    """The verifier's check of a streamed APIv3 answer: SHA-256 over the body as it arrives,
-    then the platform key's signature over that digest (the same message as in memory)."""
-
-    __slots__ = ("_config", "_digest", "_entry", "_headers", "_request_id", "_where", "verified")
-
-    def __init__(self, config: Config, request: Request) -> None:
-        self._config = config
-        self._where = f"{request.method} {request.template}"
-        self._digest: Any = None
-        self._entry: Any = None
-        self._headers: _v3.SignedHeaders | None = None
-        self._request_id: str | None = None
-        self.verified = False
-
-    def _fail(self, message: str) -> VerificationError:
-        request_id = self._request_id
-        where = f" (Request-ID {request_id})" if request_id else ""
-        return VerificationError(f"{self._where}: {message}{where}")
-
-    async def begin(self, response: httpx.Response) -> None:
-        keys = self._config.platform_keys
-        if keys is None:
-            raise InvalidArgumentError(
-                "certs is required to verify APIv3 answers: give the platform certificate or "
-                "public key (PUB_KEY_ID_…) it signs with"
-            )
-        self.verified = False
-        self._request_id = response.headers.get("Request-ID")
-        now = time.time()
-        try:
-            signed = _v3.signed_headers(response.headers, now=now)
-        except VerificationError as exc:
-            raise self._fail(str(exc)) from None
-        resolve = getattr(self._config, "resolve_serial", None)
-        if signed.serial not in keys and resolve is not None:
-            await resolve(signed.serial)
-        entry = keys.get(signed.serial)
-        if entry is None:
-            known = ", ".join(sorted(keys)) or "none"
-            raise self._fail(
-                f"signed by serial {signed.serial[:64]!r}, which certs does not hold; "
-                f"known: {known}",
-            )
-        if entry.not_after is not None and datetime.fromtimestamp(now, timezone.utc) > (
-            entry.not_after
-        ):
-            raise self._fail(f"platform certificate {signed.serial} expired at {entry.not_after}")
-        self._headers = signed
-        self._entry = entry
-        # The signed message is TIMESTAMP\nNONCE\nBODY\n: its head now, the body as it comes.
-        self._digest = hashlib.sha256(
-            _v3.response_message(signed.timestamp, signed.nonce, b"")[:-1]
-        )
-
-    def update(self, chunk: bytes) -> None:
-        self._digest.update(chunk)
-
-    def end(self) -> None:
-        assert self._headers is not None
-        self._digest.update(b"\n")
-        try:
-            signature = base64.b64decode(self._headers.signature, validate=True)
-            self._entry.key.verify(signature, self._digest.digest(), _PKCS1V15, _PREHASHED)
-        except (InvalidSignature, ValueError):
-            raise self._fail(f"signature by {self._headers.serial} does not verify") from None
-        self.verified = True
