@@ -25,5 +25,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
 
+.PHONY: docs
+docs: $(BIN)/.installed  # the site in build/site; tests/test_docs.py builds it in `make test`
+	PYTHON=$(BIN)/python tools/build_docs.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info
