@@ -96,6 +96,7 @@ class _H11Parser:
 
         self._h11 = h11
         self._protocol = protocol
+        self._max_head = max_head
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
         self._status = 0
         self._version = "1.1"
@@ -151,6 +152,8 @@ class _H11Parser:
                     return
                 # InformationalResponse (1xx): skipped, as httpx does
         except h11.RemoteProtocolError as exc:
+            if str(exc) == "Receive buffer too long":  # h11's bound on an incomplete event
+                raise _ParseError(f"the answer's head exceeds {self._max_head} bytes") from None
             raise _ParseError(str(exc)) from None
 
 
