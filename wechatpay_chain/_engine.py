@@ -59,6 +59,7 @@ _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _DISCONNECTED = "Server disconnected without sending a response."
 _INCOMPLETE = "peer closed connection without sending complete message body"
+_BLANK = (b"\r", b"\n")
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 #: Bounds on an answer's head (status line and headers; trailers count too), as h11 bounds
 #: its incomplete events: a WeChat Pay head is well under 2 KiB and 20 headers.
@@ -131,7 +132,8 @@ class _H11Parser:
                 if event is h11.PAUSED:
                     # h11 holds bytes past the end of the answer it delivered
                     raise _ParseError(_AFTER_END)
-                if isinstance(event, h11.Response):
+                if isinstance(event, h11.Response | h11.InformationalResponse):
+                    # (1xx too: the connection checks and skips them)
                     self._status = event.status_code
                     self._version = event.http_version.decode("ascii")
                     protocol.on_message_begin()
@@ -150,7 +152,6 @@ class _H11Parser:
                     return
                 elif isinstance(event, h11.ConnectionClosed):
                     return
-                # InformationalResponse (1xx): skipped, as httpx does
         except h11.RemoteProtocolError as exc:
             if str(exc) == "Receive buffer too long":  # h11's bound on an incomplete event
                 raise _ParseError(f"the answer's head exceeds {self._max_head} bytes") from None
@@ -180,6 +181,7 @@ class _Exchange(httpx.AsyncByteStream):
         "received",
         "sent",
         "status",
+        "tail",
         "version",
         "waiter",
     )
@@ -197,6 +199,7 @@ class _Exchange(httpx.AsyncByteStream):
         #: Head bytes received (while incomplete), and header lines (trailers too) seen.
         self.head_size = 0
         self.head_count = 0
+        self.tail = b""  # the last bytes read before the current read (see _overran)
         #: (name as sent, lower-cased name, value): the layout httpx.Headers keeps.
         self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.framing = ""  # "length", "chunked", "close" or "none", once the head is in
@@ -299,6 +302,20 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _overran(data: bytes, exchange: _Exchange) -> bool:
+    """Whether ``data``, whose bytes completed the answer, holds more than the answer.
+
+    httptools says nothing of bytes after a complete answer when they are only CR and LF
+    (llhttp skips blank lines before a status line); anything else reaches a callback,
+    which refuses it. An answer ends with its last body byte (Content-Length), else with
+    the blank line closing its head or trailers, which no fifth line break precedes.
+    """
+    if exchange.framing == "length" and exchange.chunks:
+        return not data.endswith(exchange.chunks[-1])
+    tail = data[-5:] if len(data) >= 5 else (exchange.tail + data)[-5:]
+    return len(tail) == 5 and not tail.strip(b"\r\n")
+
+
 def _framing(exchange: _Exchange, max_head: int) -> str:
     """How the answer's body is delimited, refusing what neither side can frame safely:
     a transfer coding other than ``chunked`` (its bytes would reach the reader still
@@ -378,6 +395,12 @@ class _Connection(asyncio.Protocol):
             return
         exchange.received = True
         if not exchange.status:
+            if not exchange.head_size and data[:1] in _BLANK:
+                # llhttp skips line breaks before a status line; h11 (rightly) does not
+                self.exchange = None
+                exchange.fail(httpx.RemoteProtocolError("malformed answer: no status line"))
+                self.abort()
+                return
             exchange.head_size += len(data)
         try:
             self.parser.feed_data(data)
@@ -396,7 +419,11 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         if exchange.done:
+            if not self.h11 and _overran(data, exchange):
+                self.reusable = False  # line breaks after the answer, which llhttp skips
             self._finished(exchange)
+        else:
+            exchange.tail = data[-4:] if len(data) >= 4 else (exchange.tail + data)[-4:]
 
     def eof_received(self) -> bool:
         exchange = self.exchange
@@ -482,9 +509,15 @@ class _Connection(asyncio.Protocol):
             raise _ParseError(_AFTER_END)
         parser = self.parser
         status = parser.get_status_code()
+        if not _REASON.fullmatch(exchange.reason):
+            raise _ParseError("control characters in the status line")
         if status < 200:
             if status == 101:
                 raise _ParseError("101 Switching Protocols is not supported")
+            for _, lower, _ in exchange.headers:
+                if lower == b"content-length" or lower == b"transfer-encoding":
+                    # h11 would skip it and httptools read a body: no safe reading
+                    raise _ParseError("a 1xx answer with a body framing header")
             exchange.headers = []  # 1xx: informational, the real answer follows
             exchange.reason = b""
             exchange.head_count = 0
@@ -581,6 +614,8 @@ class _Connection(asyncio.Protocol):
 
 
 _METHODS: set[str] = set()
+#: What h11 accepts as a reason phrase (no NUL, no line breaks).
+_REASON = re.compile(rb"(?:[ \t]|[^\x00\s])*")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
