@@ -1,7 +1,7 @@
 """wechatpay-chain: asyncio-native, chainable SDK for the WeChat Pay merchant APIs.
 
-    client = Client(mchid=..., serial=..., private_key=..., certs={...})
-    resp = await client.v3.pay.transactions.native.post(json={...})
+client = Client(mchid=..., serial=..., private_key=..., certs={...})
+resp = await client.v3.pay.transactions.native.post(json={...})
 """
 
 from ._batch import BatchCall, Batches, BatchSummary
@@ -12,6 +12,7 @@ from ._chain import Chain, Verb
 from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
     APIError,
+    DeadlineExceeded,
     DecryptionError,
     InvalidArgumentError,
     NotificationError,
@@ -44,6 +45,7 @@ __all__ = [
     "Chain",
     "Client",
     "Config",
+    "DeadlineExceeded",
     "DecodeAnswer",
     "DecryptionError",
     "ExpandTemplate",

@@ -12,6 +12,8 @@ import httpx
 from . import _paysign, crypto
 from ._chain import Chain
 from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
+from ._deadline import check_deadline, within
+from ._decoding import DEFAULT_MAX_ANSWER_SIZE, read_answer
 from ._exceptions import InvalidArgumentError
 from ._middlewares import (
     DecodeAnswer,
@@ -53,6 +55,7 @@ _OPTIONS = frozenset(
         "extensions",
         "retry",
         "idempotent",
+        "deadline",
     }
 )
 _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).parameters) - {
@@ -60,6 +63,7 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
     "base_url",
     "cert",
 }
+
 
 class Client:
     """A WeChat Pay merchant client; attribute and item access start a chain (DESIGN.md §3)."""
@@ -83,6 +87,8 @@ class Client:
         log_requests: bool = False,
         metrics: MetricsHook | None = None,
         parallel_signing: bool = True,
+        deadline: float | None = None,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         **httpx_options: Any,
     ) -> None:
         unknown = sorted(set(httpx_options) - _HTTPX_OPTIONS)
@@ -108,6 +114,12 @@ class Client:
                 f"parallel_signing must be True or False, got {type(parallel_signing).__name__}"
             )
         config.parallel_signing = parallel_signing
+        config.deadline = check_deadline(deadline)
+        if isinstance(max_answer_size, bool) or not isinstance(max_answer_size, int):
+            raise InvalidArgumentError(f"max_answer_size must be an int, got {max_answer_size!r}")
+        if max_answer_size < 1:
+            raise InvalidArgumentError(f"max_answer_size must be > 0, got {max_answer_size}")
+        config.max_answer_size = max_answer_size
         stack = default_stack(config)
         if retry is not None or rate_limit is not None or log_requests or metrics is not None:
             from ._retry import resilient_stack
@@ -316,6 +328,8 @@ class Client:
             base_url=base_url if base_url is not None else self._config.base_url,
         )
         config.parallel_signing = self._config.parallel_signing
+        config.deadline = self._config.deadline
+        config.max_answer_size = self._config.max_answer_size
         merchant = Client.__new__(Client)
         merchant._setup(config, self._transport, self._stack_for(config), owner=False)
         return merchant
@@ -372,6 +386,10 @@ class Client:
             timeout=options.get("timeout"),
             extensions=options.get("extensions"),
         )
+        if "deadline" in options:
+            request.deadline = check_deadline(options["deadline"])
+        else:
+            request.deadline = self._config.deadline
         retry, idempotent = options.get("retry"), options.get("idempotent")
         if retry is not None or idempotent is not None:
             from ._retry import check_call_options
@@ -405,9 +423,10 @@ class Client:
         self, method: str, template: str, options: dict[str, Any]
     ) -> Awaitable[httpx.Response]:
         request = self._build(method, template, options)
-        if request.retry is not None:
-            return self._retrying_handler(request)(request)
-        return self._handler(request)
+        handler = self._handler if request.retry is None else self._retrying_handler(request)
+        if request.deadline is not None:
+            return within(request.deadline, handler, request)
+        return handler(request)
 
     def _retrying_handler(self, request: Request) -> Handler:
         """The handler for a call with ``retry=``: this stack, with a ``retry`` stage if none."""
@@ -426,6 +445,8 @@ class Client:
         handler = self._handler if request.retry is None else self._retrying_handler(request)
 
         async def call() -> httpx.Response:
+            if request.deadline is not None:
+                return await within(request.deadline, handler, request)
             return await handler(request)
 
         return self._transport.portal.run(call)
@@ -455,7 +476,9 @@ class Client:
             extensions=request.extensions,
         )
         if request.sink is None:
-            return await http.send(built)
+            response = await http.send(built, stream=True)
+            await read_answer(response, pool.limit)  # decoded, bounded
+            return response
         from ._sink import receive_into
 
         return await receive_into(http, built, request)

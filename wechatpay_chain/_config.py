@@ -10,6 +10,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import crypto
+from ._decoding import DEFAULT_MAX_ANSWER_SIZE
 from ._exceptions import InvalidArgumentError
 from ._mtls import load_merchant_identity
 from ._platform import PlatformKeys
@@ -47,7 +48,9 @@ class Config:
     __slots__ = (
         "apiv3_key",
         "base_url",
+        "deadline",
         "encrypted",
+        "max_answer_size",
         "mchid",
         "merchant_cert",
         "merchant_identity",
@@ -102,6 +105,10 @@ class Config:
         self.encrypted = False
         #: Sign on spare cores while other requests are in flight (``Client(parallel_signing=)``).
         self.parallel_signing = True
+        #: Total seconds per call (``Client(deadline=)``, see _deadline.py), and the most
+        #: bytes an answer read into memory may decode to (``Client(max_answer_size=)``).
+        self.deadline: float | None = None
+        self.max_answer_size = DEFAULT_MAX_ANSWER_SIZE
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")

@@ -7,7 +7,8 @@ The tree::
     ├── VerificationError           an answer or notification failed verification: do not trust it
     │   └── NotificationError           a webhook could not be verified or decrypted (has `.reason`)
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
-    └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
+    ├── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
+    └── DeadlineExceeded (httpx.TimeoutException)   a call's total deadline= passed
 
 Transport failures (connect errors, timeouts, a closed connection) surface as the usual
 ``httpx.TransportError`` subclasses. No message ever contains a private key, the APIv2 key,
@@ -22,6 +23,7 @@ import httpx
 
 __all__ = [
     "APIError",
+    "DeadlineExceeded",
     "DecryptionError",
     "InvalidArgumentError",
     "NotificationError",
@@ -56,6 +58,10 @@ class NotificationError(VerificationError):
 
 class DecryptionError(WechatpayError):
     """Decryption failed: wrong key, wrong associated data or tampered ciphertext."""
+
+
+class DeadlineExceeded(WechatpayError, httpx.TimeoutException):
+    """A call did not complete within its total ``deadline=`` (all attempts, all I/O)."""
 
 
 class APIError(WechatpayError, httpx.HTTPStatusError):

@@ -189,7 +189,6 @@ class DecodeAnswer:
         _raise_v2_failure(request, response)
         return response
 
-
     @staticmethod
     def _mark_serial(request: Request) -> None:
         given = next(

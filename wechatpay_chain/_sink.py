@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from . import _v2, _v3, crypto
+from ._decoding import DEFAULT_MAX_ANSWER_SIZE, decoded, read_answer
 from ._exceptions import InvalidArgumentError, VerificationError
 from .crypto._hashes import _hasher
 
@@ -299,9 +300,9 @@ async def receive_into(
         response = await http.send(built, stream=True)
         try:
             if response.status_code >= 400:
-                await response.aread()
+                await read_answer(response, DEFAULT_MAX_ANSWER_SIZE)
                 return response
-            body = response.aiter_bytes()
+            body = decoded(response)  # bounded inflation, the codings we ask for only
             head = b""
             if request.api == "v2":
                 first = await _xml_answer(response, body)

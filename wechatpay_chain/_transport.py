@@ -25,6 +25,7 @@ from urllib.request import getproxies
 import httpx
 import sniffio
 
+from ._decoding import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_SIZE, check_size, read_answer
 from ._exceptions import InvalidArgumentError
 from ._models import build_request
 
@@ -58,6 +59,7 @@ _NOT_OURS = ("transport", "mounts", "proxy", "proxies", "app")
 #: Client-level httpx features that only ``AsyncClient.send`` implements.
 _FULL_PATH = ("auth", "params", "cookies", "event_hooks", "follow_redirects", "default_encoding")
 _HTTPX_LOG = logging.getLogger("httpx")
+
 
 def _version(name: str) -> str:
     try:
@@ -119,10 +121,17 @@ class _Pool:
     transport under it: requests are then built and handed to the transport directly
     (the same request httpx would build, minus ~100 µs of its client machinery)."""
 
-    __slots__ = ("_base", "_direct", "_timeout", "direct", "http")
+    __slots__ = ("_base", "_direct", "_timeout", "direct", "http", "limit")
 
-    def __init__(self, http: httpx.AsyncClient, direct: httpx.AsyncBaseTransport | None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        direct: httpx.AsyncBaseTransport | None,
+        limit: int = DEFAULT_MAX_ANSWER_SIZE,
+    ) -> None:
         self.http = http
+        #: The most bytes an answer read into memory may decode to (_decoding.py).
+        self.limit = limit
         self._direct = direct
         self.direct = direct is not None
         #: The client's default headers as (name, lower-cased name, value) bytes.
@@ -183,14 +192,12 @@ class _Pool:
         complete = getattr(response.stream, "complete_body", None)
         body = complete() if complete is not None else None
         if body is not None:  # the engine has the whole (identity-encoded) body already
+            if len(body) > self.limit:
+                check_size(body, self.limit)
             response._content = body
             response.is_stream_consumed = response.is_closed = True
         else:
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
+            await read_answer(response, self.limit)  # decoded, bounded; closes it
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         if _HTTPX_LOG.isEnabledFor(logging.INFO):
             _HTTPX_LOG.info(
@@ -387,6 +394,8 @@ class _Transport:
         options.setdefault("timeout", DEFAULT_TIMEOUT)
         headers = httpx.Headers(options.get("headers"))
         headers.setdefault("User-Agent", USER_AGENT)
+        # Only what _decoding decodes, whatever optional packages are installed.
+        headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
         options["headers"] = headers
         if secure is not None:
             from ._mtls import merchant_ssl_context
@@ -413,7 +422,7 @@ class _Transport:
                 options["verify"] = context
             elif options.get("transport") is None:
                 options["verify"] = self._plain_ssl_context()
-            return _Pool(httpx.AsyncClient(**options), None)
+            return _Pool(httpx.AsyncClient(**options), None, self._config.max_answer_size)
         http1 = bool(options.pop("http1", True))
         http2 = bool(options.pop("http2", False))
         limits = options.pop("limits", None)
@@ -435,7 +444,7 @@ class _Transport:
             )
         options["transport"] = transport
         direct = None if any(options.get(name) for name in _FULL_PATH) else transport
-        return _Pool(httpx.AsyncClient(**options), direct)
+        return _Pool(httpx.AsyncClient(**options), direct, self._config.max_answer_size)
 
     def current(self) -> _LoopPools:
         key = loop_key()
