@@ -243,3 +243,27 @@ async def test_a_signed_answer_does_not_verify_against_compressed_bytes(
         client = raw_client(server)
         with pytest.raises(VerificationError):
             await client.v3.certificates.get()
+
+
+# --- a stray answer after an answer, on every transport ---------------------------------------
+async def test_a_stray_signed_answer_is_never_handed_to_the_next_call(
+    wechatpay_server: FakeWechatPay, raw_client: Any
+) -> None:
+    """On asyncio the engine closes the connection; on trio (httpx's transport) the SDK's
+    guard retires it (httpcore would read the stray bytes as the next answer)."""
+    first = json.dumps({"answer": "first"}).encode()
+    stray = json.dumps({"answer": "stray"}).encode()
+    fresh = json.dumps({"answer": "fresh"}).encode()
+    answers = [
+        signed_answer(wechatpay_server, first) + signed_answer(wechatpay_server, stray),
+        signed_answer(wechatpay_server, fresh),
+    ]
+
+    def respond(peer: Peer, got: Received) -> None:
+        peer.send(answers[min(len(peer.server.requests), 2) - 1])
+
+    with RawServer(serve_forever(respond)) as server:
+        client = raw_client(server)
+        assert (await client.v3.certificates.get()).json() == {"answer": "first"}
+        assert (await client.v3.certificates.get()).json() == {"answer": "fresh"}
+        assert server.connections == 2 and len(server.requests) == 2

@@ -15,6 +15,7 @@ from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
 from ._deadline import check_deadline, within
 from ._decoding import DEFAULT_MAX_ANSWER_SIZE, read_answer
 from ._exceptions import InvalidArgumentError
+from ._httpcore_guard import retire_tainted
 from ._middlewares import (
     DecodeAnswer,
     ExpandTemplate,
@@ -478,6 +479,8 @@ class Client:
         if request.sink is None:
             response = await http.send(built, stream=True)
             await read_answer(response, pool.limit)  # decoded, bounded
+            if pool.guard:
+                retire_tainted(http._transport)
             return response
         from ._sink import receive_into
 

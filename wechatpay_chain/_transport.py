@@ -27,6 +27,7 @@ import sniffio
 
 from ._decoding import ACCEPT_ENCODING, DEFAULT_MAX_ANSWER_SIZE, check_size, read_answer
 from ._exceptions import InvalidArgumentError
+from ._httpcore_guard import retire_tainted
 from ._models import build_request
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class _Pool:
     transport under it: requests are then built and handed to the transport directly
     (the same request httpx would build, minus ~100 µs of its client machinery)."""
 
-    __slots__ = ("_base", "_direct", "_timeout", "direct", "http", "limit")
+    __slots__ = ("_base", "_direct", "_timeout", "direct", "guard", "http", "limit")
 
     def __init__(
         self,
@@ -132,6 +133,8 @@ class _Pool:
         self.http = http
         #: The most bytes an answer read into memory may decode to (_decoding.py).
         self.limit = limit
+        #: httpx's own transport under it: connections checked after answers (_httpcore_guard).
+        self.guard = isinstance(http._transport, httpx.AsyncHTTPTransport)
         self._direct = direct
         self.direct = direct is not None
         #: The client's default headers as (name, lower-cased name, value) bytes.
@@ -198,6 +201,8 @@ class _Pool:
             response.is_stream_consumed = response.is_closed = True
         else:
             await read_answer(response, self.limit)  # decoded, bounded; closes it
+        if self.guard:
+            retire_tainted(transport)
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         if _HTTPX_LOG.isEnabledFor(logging.INFO):
             _HTTPX_LOG.info(
