@@ -18,8 +18,8 @@ import time
 
 import httpx
 
-from wechatpay_chain import _engine
-from wechatpay_chain._engine import AsyncEngine
+from wechatpay_chain.transport import engine as _engine
+from wechatpay_chain.transport.engine import AsyncEngine
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 

@@ -4,9 +4,9 @@
     .venv/bin/python bench/fuzz_engine.py --seconds 600 --seed 7
     .venv/bin/python bench/fuzz_engine.py --count 200000       # a fixed number of answers
 
-The same comparison as tests/test_engine_fuzz.py (bounded, in the suite), without its bound:
-random and mutated answers (tests/_parser_diff.answer), split at random points, fed to the
-engine's connection with each parser (httptools, h11) and to a bare h11 connection; the
+The same comparison as tests/transport/test_engine_fuzz.py (bounded, in the suite), without
+its bound: random and mutated answers (tests/_parser_diff.answer), split at random points,
+fed to the engine's connection with each parser (httptools, h11) and to a bare h11 connection; the
 verdicts must agree, except where the engine refuses by design what h11 accepts (the
 "Differences from h11" list in the README, _parser_diff.STRICTER and its neighbours). It
 also checks that a connection is never reused after bytes that followed an answer.

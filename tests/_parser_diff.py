@@ -5,7 +5,7 @@ connection, and each gives a verdict: the answer (status, HTTP version, headers,
 refusal. The engine side is the real thing (``_Connection`` fed through its
 ``asyncio.Protocol`` methods, with a transport that records what the connection did), so
 the state machine, head bounds and framing checks are all exercised; only the socket is
-missing. Used by tests/test_engine_fuzz.py (bounded) and bench/fuzz_engine.py (long runs).
+missing. Used by tests/transport/test_engine_fuzz.py (bounded) and bench/fuzz_engine.py (long runs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import h11
 
-from wechatpay_chain._engine import MAX_HEAD, AsyncEngine, _Connection, _Exchange
+from wechatpay_chain.transport.engine import MAX_HEAD, AsyncEngine, _Connection, _Exchange
 
 #: ("answer", status, version, ((name lower-cased, value), ...), body) or ("refused",)
 Verdict = tuple[Any, ...]
