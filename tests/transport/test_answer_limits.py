@@ -267,3 +267,12 @@ async def test_a_stray_signed_answer_is_never_handed_to_the_next_call(
         assert (await client.v3.certificates.get()).json() == {"answer": "first"}
         assert (await client.v3.certificates.get()).json() == {"answer": "fresh"}
         assert server.connections == 2 and len(server.requests) == 2
+
+
+async def test_an_answer_a_custom_transport_already_read_is_measured() -> None:
+    read = httpx.Response(200, content=ANSWER)
+    await read_answer(read, len(ANSWER))
+    assert read.content == ANSWER
+    with pytest.raises(httpx.DecodingError, match="larger than"):
+        await read_answer(httpx.Response(200, content=ANSWER), len(ANSWER) - 1)
+    assert [piece async for piece in decoded(httpx.Response(200, content=ANSWER))] == [ANSWER]

@@ -100,7 +100,12 @@ def check_size(body: bytes, limit: int) -> None:
 
 async def read_answer(response: httpx.Response, limit: int) -> None:
     """Read ``response`` (opened with ``stream=True``) into ``response.content``, decoded,
-    refusing more than ``limit`` decoded bytes before holding them; closes it."""
+    refusing more than ``limit`` decoded bytes before holding them; closes it. (A
+    response a custom transport already read is only measured: httpx decoded it.)"""
+    if hasattr(response, "_content"):
+        await response.aclose()
+        check_size(response.content, limit)
+        return
     try:
         inflater = _inflater(response.headers)
         parts = []
@@ -127,7 +132,10 @@ async def read_answer(response: httpx.Response, limit: int) -> None:
 async def decoded(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body of ``response`` (opened with ``stream=True``), decoded as it arrives, at
     most ``STEP`` bytes per piece: what ``aiter_bytes()`` gives, with bounded inflation and
-    the codings above only."""
+    the codings above only. (A response a custom transport already read: its content.)"""
+    if hasattr(response, "_content"):
+        yield response.content
+        return
     inflater = _inflater(response.headers)
     received = False
     async for raw in response.aiter_raw():
