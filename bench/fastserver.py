@@ -87,7 +87,9 @@ async def _wrap(awaitable: Awaitable[HTTPReply | None]) -> HTTPReply | None:
     return await awaitable
 
 
-async def _finish(coro: Coroutine[Any, Any, HTTPReply | None], pending: Any) -> HTTPReply | None:
+async def _finish(
+    coro: Coroutine[Any, Any, HTTPReply | None], pending: Any
+) -> HTTPReply | None:
     return await _resume(coro, pending)
 
 

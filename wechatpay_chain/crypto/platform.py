@@ -99,7 +99,9 @@ class PlatformKeys(Mapping[str, PlatformKey]):
         far = datetime.max.replace(tzinfo=timezone.utc)
         return max(self._entries.values(), key=lambda e: e.not_after or far)
 
-    def verify(self, serial: str, message: bytes, signature: str, *, now: datetime | float) -> None:
+    def verify(
+        self, serial: str, message: bytes, signature: str, *, now: datetime | float
+    ) -> None:
         """Raise VerificationError unless ``signature`` of ``message`` verifies by ``serial``.
 
         ``now`` (a datetime, or a unix time) is checked against a certificate's validity.

@@ -420,7 +420,9 @@ class FakeWechatPay:
         message = _v3.request_message(
             http.method, http.target, fields["timestamp"], fields["nonce_str"], signed_body
         )
-        if not crypto.verify_sha256_rsa(message, fields["signature"], merchant.public_key):
+        if not crypto.verify_sha256_rsa(
+            message, fields["signature"], merchant.public_key
+        ):
             raise VerificationError("signature does not verify")
         return merchant.mchid
 
