@@ -75,3 +75,59 @@ async def test_failures_mark_the_span_with_the_wechat_pay_code(
     assert dict(refused.attributes or {})["http.response.status_code"] == 403
     assert tampered.status.status_code is StatusCode.ERROR
     assert dict(tampered.attributes or {})["error.type"] == "VerificationError"
+
+
+async def test_durations_and_errors_are_measured_by_template_and_code(
+    wechatpay_server: FakeWechatPay, anyio_backend: str
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    client = wechatpay_server.client().insert("tracing", Tracing(meter_provider=provider))
+    wechatpay_server.fail("POST", COUPON, "NOT_ENOUGH", status=403)
+    try:
+        with pytest.raises(APIError):
+            await client[COUPON].post(openid="o-1", json=_json(wechatpay_server))
+        await client[COUPON].post(openid="o-1", json=_json(wechatpay_server))
+    finally:
+        await client.aclose()
+    data = reader.get_metrics_data()
+    assert data is not None
+    found = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    durations = found["wechatpay.client.duration"]
+    assert sorted(p.count for p in durations) == [1, 1]
+    assert {p.attributes.get("http.response.status_code") for p in durations} == {200, 403}
+    (errors,) = found["wechatpay.client.errors"]
+    assert errors.value == 1
+    assert errors.attributes["error.type"] == "NOT_ENOUGH"
+    assert errors.attributes["url.template"] == COUPON
+
+
+async def test_each_attempt_behind_a_retry_policy_is_numbered(
+    wechatpay_server: FakeWechatPay,
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+    anyio_backend: str,
+) -> None:
+    from wechatpay_chain import RetryPolicy
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    provider, exporter = spans
+    client = wechatpay_server.client(retry=RetryPolicy(sleep=no_wait))
+    client = client.insert("tracing", Tracing(provider), before="signer")
+    wechatpay_server.fail("POST", COUPON, "SYSTEM_ERROR", status=500)
+    try:
+        await client[COUPON].post(openid="o-1", json=_json(wechatpay_server))
+    finally:
+        await client.aclose()
+    attempts = [dict(s.attributes or {}).get("wechatpay.attempt", 1) for s in
+                exporter.get_finished_spans()]
+    assert attempts == [1, 2]

@@ -12,13 +12,16 @@ attempt instead.
 
 What a span carries: the method, the *template* (``url.template``, never the expanded path,
 which holds openids and order numbers), the host, the status, WeChat Pay's ``Request-ID`` and
-error code, and the exception type on failure. Never a body, a header value, a query or a
-secret. Needs ``opentelemetry-api`` (the ``[otel]`` extra); without an SDK configured the
-spans are no-ops.
+error code, the attempt number behind a retry policy, and the exception type on failure.
+Never a body, a header value, a query or a secret. Metrics: the histogram
+``wechatpay.client.duration`` (seconds) and the counter ``wechatpay.client.errors``, both
+by method, template and outcome (status and WeChat Pay code, or the error type). Needs
+``opentelemetry-api`` (the ``[otel]`` extra); without an SDK configured, both are no-ops.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Tracing"]
 
 try:
-    from opentelemetry import trace
+    from opentelemetry import metrics, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
@@ -43,10 +46,17 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
 class Tracing:
     """``tracing``: a client span named ``WeChat Pay <METHOD> <template>`` per call."""
 
-    __slots__ = ("_tracer",)
+    __slots__ = ("_duration", "_errors", "_tracer")
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self._tracer = trace.get_tracer("wechatpay_chain", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("wechatpay_chain", meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            "wechatpay.client.duration", unit="s", description="WeChat Pay calls, end to end"
+        )
+        self._errors = meter.create_counter(
+            "wechatpay.client.errors", description="WeChat Pay calls that failed, by code"
+        )
 
     def __repr__(self) -> str:
         return "<Tracing>"
@@ -57,26 +67,46 @@ class Tracing:
             "url.template": request.template,
             "wechatpay.api": request.api,
         }
+        attempt = request.state.get("attempt")
+        if attempt is not None:
+            attributes["wechatpay.attempt"] = attempt
         name = f"WeChat Pay {request.method} {request.template}"
+        outcome: dict[str, Any] = {
+            "http.request.method": request.method,
+            "url.template": request.template,
+        }
+        started = time.perf_counter()
         with self._tracer.start_as_current_span(
-            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False,
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
             set_status_on_exception=False,
         ) as span:
             try:
                 response = await call_next(request)
             except APIError as error:
                 self._answered(span, error.response)
+                kind = error.code or type(error).__name__
                 if error.code:
                     span.set_attribute("wechatpay.code", error.code)
-                span.set_attribute("error.type", error.code or type(error).__name__)
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                outcome["http.response.status_code"] = error.response.status_code
+                self._failed(span, outcome, kind, started)
                 raise
             except BaseException as error:
-                span.set_attribute("error.type", type(error).__name__)
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                self._failed(span, outcome, type(error).__name__, started)
                 raise
             self._answered(span, response)
+            outcome["http.response.status_code"] = response.status_code
+            self._duration.record(time.perf_counter() - started, outcome)
             return response
+
+    def _failed(self, span: Any, outcome: dict[str, Any], kind: str, started: float) -> None:
+        span.set_attribute("error.type", kind)
+        span.set_status(Status(StatusCode.ERROR, kind))
+        outcome["error.type"] = kind
+        self._duration.record(time.perf_counter() - started, outcome)
+        self._errors.add(1, outcome)
 
     @staticmethod
     def _answered(span: Any, response: httpx.Response) -> None:
