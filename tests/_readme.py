@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _notify_servers import serve_aiohttp
+from _notify_servers import serve_aiohttp, serve_asgi
 
 from wechatpay_chain import Client
 from wechatpay_chain.testing import FakeWechatPay
@@ -175,9 +175,31 @@ def run_block(block: Block) -> dict[str, Any]:
                 result = eval(code, namespace)  # noqa: S307 - as above
                 if inspect.isawaitable(result):
                     await result
+                if "app" in namespace:
+                    await _notify_app(namespace, server)
 
     anyio.run(main)
     return namespace
+
+
+async def _notify_app(namespace: dict[str, Any], server: FakeWechatPay) -> None:
+    """A block that builds a web ``app`` is served for real and sent a notification, which
+    must reach its handler (``mark_paid``) once, however often WeChat Pay re-sends it."""
+    from aiohttp import web
+
+    app = namespace["app"]
+    serve = serve_aiohttp if isinstance(app, web.Application) else serve_asgi
+    with serve(app) as base:
+        for _ in range(2):
+            answer = await server.send_notification(
+                f"{base}/wechatpay/notify", "TRANSACTION.SUCCESS", {"out_trade_no": "N1"},
+                id="EV-README")
+            assert answer.status_code == 200, answer.text
+        forged = await server.send_notification(
+            f"{base}/wechatpay/notify", "TRANSACTION.SUCCESS", {"out_trade_no": "N2"},
+            fault="tamper_signature")
+        assert forged.status_code == 401
+    assert namespace["received"].count("N1") == 1 and "N2" not in namespace["received"]
 
 
 def mypy_source(block: Block) -> str:

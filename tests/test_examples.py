@@ -79,17 +79,8 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-def client_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    return load("settings").client_from_env()
-
-
 # --- the FastAPI service ---------------------------------------------------------------------
-def test_fastapi_service_records_payments_and_refunds(
-    server: FakeWechatPay, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fastapi_service_records_payments_and_refunds(server: FakeWechatPay) -> None:
     refunds: list[Any] = []
 
     def refund(request: FakeRequest) -> Any:
@@ -98,7 +89,7 @@ def test_fastapi_service_records_payments_and_refunds(
                 "out_refund_no": request.json["out_refund_no"]}
 
     server.route("POST", "v3/refund/domestic/refunds", refund)
-    app = load("fastapi_service").create_app(client_from(env, monkeypatch))
+    app = load("fastapi_service").create_app(server.client())  # as your own tests would
     with serve_asgi(app) as base, httpx.Client(base_url=base) as http:
         # Refusing to refund what was never paid: nothing reaches WeChat Pay.
         assert http.post("/orders/T1/refund", json={"amount": 1, "total": 1}).status_code == 409
@@ -136,13 +127,10 @@ def test_fastapi_service_records_payments_and_refunds(
 
 
 # --- the aiohttp service ---------------------------------------------------------------------
-def test_aiohttp_service_creates_orders_and_takes_notifications(
-    server: FakeWechatPay, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_aiohttp_service_creates_orders_and_takes_notifications(server: FakeWechatPay) -> None:
     server.route("POST", "v3/pay/transactions/native",
                  lambda request: {"code_url": f"weixin://wxpay/bizpayurl?pr={request.json['out_trade_no']}"})
-    client = client_from(env, monkeypatch)
-    app = load("aiohttp_service").create_app(client, APPID, "https://shop.example/notify")
+    app = load("aiohttp_service").create_app(server.client(), APPID, "https://shop.example/notify")
     with serve_aiohttp(app) as base, httpx.Client(base_url=base) as http:
         made = http.post("/orders", json={"out_trade_no": "A1", "amount": 100,
                                           "description": "a mug"})
