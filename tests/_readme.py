@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import textwrap
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from _notify_servers import serve_aiohttp, serve_asgi
 from wechatpay_chain import Client
 from wechatpay_chain.testing import FakeWechatPay
 
-_FENCE = re.compile(r"^```(\w*)\s*$")
+_FENCE = re.compile(r"^(\s*)```(\w*)\s*$")  # indented too: a block inside a list item
 _MARKER = re.compile(r"^<!--\s*readme-test:\s*(\w+)\s*(.*?)\s*-->\s*$")
 
 
@@ -57,16 +58,16 @@ def python_blocks(text: str) -> list[Block]:
             i += 1
             continue
         end = i + 1
-        while end < len(lines) and lines[end].rstrip() != "```":
+        while end < len(lines) and lines[end].strip() != "```":
             end += 1
         if end == len(lines):
             raise ValueError(f"README.md:{i + 1}: code block never closed")
-        if fence.group(1) == "python":
+        if fence.group(2) in ("python", "py", "python3"):
             marker, argument = None, ""
-            found = _MARKER.match(lines[i - 1]) if i > 0 else None
+            found = _MARKER.match(lines[i - 1].strip()) if i > 0 else None
             if found is not None:
                 marker, argument = found.group(1), found.group(2)
-            code = "\n".join(lines[i + 1 : end]) + "\n"
+            code = textwrap.dedent("\n".join(lines[i + 1 : end]) + "\n")
             blocks.append(Block(i + 2, code, marker, argument))
         i = end + 1
     return blocks

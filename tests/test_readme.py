@@ -23,8 +23,8 @@ def test_readme_has_python_blocks_and_markers_are_known() -> None:
     assert len(BLOCKS) >= 15
     lines = README.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines[:-1], start=1):
-        if line.startswith("<!--") and "readme-test:" in line:  # right above its block
-            assert lines[number] == "```python", f"README.md:{number}: marker above no block"
+        if line.strip().startswith("<!--") and "readme-test:" in line:  # right above its block
+            assert lines[number].strip().startswith("```py"), f"README.md:{number}: no block"
     for block in BLOCKS:
         assert block.marker in (None, "skip", "setup"), block.id
         if block.marker == "skip":
