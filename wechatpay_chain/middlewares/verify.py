@@ -248,7 +248,7 @@ class SignedStatement:
     @property
     def verified(self) -> bool:
         if self._body is not None:
-            return self._body.verified
+            return bool(self._body.verified)
         return self._digest is not None and self._hash is None
 
     async def begin(self, response: httpx.Response) -> None:
