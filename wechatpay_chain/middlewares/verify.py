@@ -39,6 +39,11 @@ class VerifyAnswer:
         self._config = config
 
     async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        if request.api == "v3" and _is_statement(request):
+            # Uncompressed unless the caller asks otherwise: then the SHA-1 WeChat Pay signs
+            # is compared with exactly the bytes received (see _plain).
+            if not any(name.lower() == "accept-encoding" for name in request.headers):
+                request.headers["Accept-Encoding"] = "identity"
         if request.sink is not None and request.api == "v3":
             if not is_unsigned_v3(request.path, request.method):
                 # Streamed to the sink: checked on the way, nothing kept unless it verifies.
@@ -83,6 +88,13 @@ class VerifyAnswer:
             if _v2.is_unsigned_answer(request.path):
                 return  # a file (bill) or JSON (getaccesstoken) rather than XML
             raise VerificationError(f"{request.method} {request.template}: answer is not XML")
+        for key, value in fields.items():
+            if not isinstance(value, str):
+                # Even a FAIL answer: which of two return_codes would be the true one?
+                raise VerificationError(
+                    f"{request.method} {request.template}: answer field {key[:40]!r} is "
+                    "repeated or nested; it must not be trusted"
+                )
         if _v2.answer_failure(fields) is not None and "sign" not in fields:
             return  # FAIL answers usually carry no sign; the transformer raises APIError
         secret = self._config.secret
@@ -218,7 +230,8 @@ def _plain(response: httpx.Response) -> bool:
     The documentation does not say whether a compressed statement's SHA-1 covers the
     compressed or the plain bytes, so only an uncompressed answer has its digest compared.
     """
-    return response.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    encoding: str = response.headers.get("Content-Encoding", "identity")
+    return encoding.strip().lower() == "identity"
 
 
 def _check_statement(digest: str, actual: Any) -> None:
