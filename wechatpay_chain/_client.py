@@ -62,6 +62,7 @@ class Client:
         merchant_cert: object = None,
         merchant_key: object = None,
         merchant_key_password: str | bytes | None = None,
+        private_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
         base_uri: str | None = None,
         retry: RetryPolicy | None = None,
@@ -87,6 +88,7 @@ class Client:
             merchant_cert=merchant_cert,
             merchant_key=merchant_key,
             merchant_key_password=merchant_key_password,
+            private_key_password=private_key_password,
             base_url=base_uri if base_uri is not None else base_url,
         )
         if not isinstance(parallel_signing, bool):
@@ -286,6 +288,7 @@ class Client:
         merchant_cert: object = None,
         merchant_key: object = None,
         merchant_key_password: str | bytes | None = None,
+        private_key_password: str | bytes | None = None,
         base_url: str | None = None,
     ) -> Client:
         """A client for another merchant sharing this one's connection pools and sync thread.
@@ -306,6 +309,7 @@ class Client:
             merchant_cert=merchant_cert,
             merchant_key=merchant_key,
             merchant_key_password=merchant_key_password,
+            private_key_password=private_key_password,
             base_url=base_url if base_url is not None else self._config.base_url,
         )
         config.parallel_signing = self._config.parallel_signing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
@@ -20,6 +21,7 @@ __all__ = ["DEFAULT_BASE_URL", "Config", "normalize_base_url"]
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
 
 _KEYS_LOCK = threading.Lock()
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 @lru_cache(maxsize=64)
@@ -40,6 +42,21 @@ def _optional_str(name: str, value: object) -> str | None:
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"{name} must be a non-empty str, got {type(value).__name__}")
     return value
+
+
+def _serial(value: object) -> str | None:
+    """The merchant certificate serial: hex digits only, as the certificate shows it."""
+    serial = _optional_str("serial", value)
+    if serial is None:
+        return None
+    if not serial.strip():
+        raise InvalidArgumentError("serial is blank; give the merchant API certificate serial")
+    if _HEX.fullmatch(serial) is None:
+        raise InvalidArgumentError(
+            f"serial {serial[:64]!r} is not a certificate serial: hex digits only, without "
+            "spaces, colons or a 0x prefix (e.g. 3775B6A45ACD588826D15E583A95F5DD00000000)"
+        )
+    return serial
 
 
 class Config:
@@ -76,15 +93,42 @@ class Config:
         merchant_key: object = None,
         merchant_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
+        private_key_password: str | bytes | None = None,
     ) -> None:
         self.mchid = _optional_str("mchid", mchid)
-        self.serial = _optional_str("serial", serial)
+        if self.mchid is not None and self.mchid != self.mchid.strip():
+            raise InvalidArgumentError("mchid has surrounding whitespace; give the bare mchid")
+        self.serial = _serial(serial)
+        if private_key_password is not None:
+            if not isinstance(private_key_password, str | bytes):
+                raise InvalidArgumentError(
+                    "private_key_password must be str or bytes, got "
+                    f"{type(private_key_password).__name__}"
+                )
+            if private_key is None:
+                raise InvalidArgumentError("private_key_password is given but private_key is not")
         self.private_key: rsa.RSAPrivateKey | None = (
-            None if private_key is None else crypto.load_private_key(private_key)
+            None
+            if private_key is None
+            else crypto.load_private_key(
+                private_key, passphrase=private_key_password, what="private_key"
+            )
         )
         self.platform_keys = None if certs is None else PlatformKeys(certs)
+        if self.serial is not None and self.platform_keys is not None:
+            own = self.serial.upper()
+            if any(known.upper() == own for known in self.platform_keys):
+                raise InvalidArgumentError(
+                    f"certs holds {self.serial}, the merchant's own certificate serial; certs "
+                    "are WeChat Pay's platform certificates and public keys (PUB_KEY_ID_…)"
+                )
         self.apiv3_key = self._apiv3_key(apiv3_key)
         self.secret = _optional_str("secret", secret)
+        if self.secret is not None and len(self.secret) != 32:
+            # The length only: the key itself never appears in a message.
+            raise InvalidArgumentError(
+                f"secret (the APIv2 key) must be 32 characters, got {len(self.secret)}"
+            )
         self.merchant_cert = merchant_cert
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password
