@@ -168,3 +168,28 @@ def test_services_do_not_know_the_client_class() -> None:
     for name in graph:
         if _layer(name)[0] in ("services", "notifications", "middlewares", "transport"):
             assert f"{ROOT}._client" not in graph[name], name
+
+
+def test_moved_names_still_import_from_the_top_with_a_warning() -> None:
+    import wechatpay_chain
+    from wechatpay_chain.middlewares import Stack
+    from wechatpay_chain.services import Certificates
+
+    with pytest.warns(DeprecationWarning, match="wechatpay_chain.middlewares"):
+        assert wechatpay_chain.Stack is Stack  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="wechatpay_chain.services"):
+        assert wechatpay_chain.Certificates is Certificates  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="no attribute 'Nonsense'"):
+        wechatpay_chain.Nonsense  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_public_modules_export_what_the_readme_shows() -> None:
+    import wechatpay_chain
+    from wechatpay_chain import middlewares, notifications, services
+
+    for module in (wechatpay_chain, middlewares, notifications, services):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+    for name in ("Notification", "Answer", "MemoryDeduplicator", "Deduplicator"):
+        assert name in notifications.__all__
+    assert not {"DecodeAnswer", "Stack", "Middleware", "Request"} & set(wechatpay_chain.__all__)

@@ -6,7 +6,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,7 +16,10 @@ from ._exceptions import InvalidArgumentError
 from .crypto.identity import load_merchant_identity
 from .crypto.platform import PlatformKeys
 
-__all__ = ["DEFAULT_BASE_URL", "Config", "normalize_base_url"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_BASE_URL", "Config", "MerchantOptions", "normalize_base_url"]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
 
@@ -59,6 +62,22 @@ def _serial(value: object) -> str | None:
     return serial
 
 
+class MerchantOptions(TypedDict, total=False):
+    """Who the client is: the merchant keywords of ``Client`` and ``for_merchant`` (DESIGN §2)."""
+
+    mchid: str | None
+    serial: str | None
+    private_key: crypto.PrivateKeyLike | None
+    certs: Mapping[str, object] | None
+    apiv3_key: str | bytes | None
+    secret: str | None
+    merchant_cert: object
+    merchant_key: object
+    merchant_key_password: str | bytes | None
+    private_key_password: str | bytes | None
+    base_url: str | None
+
+
 class Config:
     """What a client knows about its merchant. Shared by derived clients; never printed."""
 
@@ -80,21 +99,18 @@ class Config:
         "serial",
     )
 
-    def __init__(
-        self,
-        *,
-        mchid: str | None = None,
-        serial: str | None = None,
-        private_key: crypto.PrivateKeyLike | None = None,
-        certs: Mapping[str, object] | None = None,
-        apiv3_key: str | bytes | None = None,
-        secret: str | None = None,
-        merchant_cert: object = None,
-        merchant_key: object = None,
-        merchant_key_password: str | bytes | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        private_key_password: str | bytes | None = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[MerchantOptions]) -> None:
+        unknown = sorted(set(options) - set(MerchantOptions.__annotations__))
+        if unknown:
+            raise InvalidArgumentError(f"unknown merchant option(s) {unknown}")
+        mchid = options.get("mchid")
+        serial = options.get("serial")
+        private_key = options.get("private_key")
+        certs = options.get("certs")
+        merchant_cert = options.get("merchant_cert")
+        merchant_key = options.get("merchant_key")
+        merchant_key_password = options.get("merchant_key_password")
+        private_key_password = options.get("private_key_password")
         self.mchid = _optional_str("mchid", mchid)
         if self.mchid is not None and self.mchid != self.mchid.strip():
             raise InvalidArgumentError("mchid has surrounding whitespace; give the bare mchid")
@@ -122,8 +138,8 @@ class Config:
                     f"certs holds {self.serial}, the merchant's own certificate serial; certs "
                     "are WeChat Pay's platform certificates and public keys (PUB_KEY_ID_…)"
                 )
-        self.apiv3_key = self._apiv3_key(apiv3_key)
-        self.secret = _optional_str("secret", secret)
+        self.apiv3_key = self._apiv3_key(options.get("apiv3_key"))
+        self.secret = _optional_str("secret", options.get("secret"))
         if self.secret is not None and len(self.secret) != 32:
             # The length only: the key itself never appears in a message.
             raise InvalidArgumentError(
@@ -140,7 +156,7 @@ class Config:
             fallback_key=self.private_key,
             fallback_source=private_key,
         )
-        self.base_url = normalize_base_url(base_url)
+        self.base_url = normalize_base_url(options.get("base_url") or DEFAULT_BASE_URL)
         #: Awaited by the verifier on an answer signed by an unknown serial; True when the
         #: serial became trusted (set by ``client.certificates.auto_refresh()``).
         self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
