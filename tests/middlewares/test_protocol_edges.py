@@ -433,6 +433,7 @@ HOSTILE_XML = [
     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><xml>&b;</xml>',
     b'<!DOCTYPE xml SYSTEM "file:///etc/passwd"><xml><a>&xxe;</a></xml>',
     b"<xml>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</xml>",
+    b"<xml><return_code>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</return_code></xml>",
     b"<xml><return_code>SUCCESS</return_code><return_code>FAIL</return_code></xml>",
     b"<xml><return_code>\xff\xfe</return_code></xml>",
     b"<xml><return_code>SUCCESS</return_code>",

@@ -225,7 +225,8 @@ def answer_failure(fields: Mapping[str, Any]) -> dict[str, str] | None:
     result_code = fields.get("result_code", "SUCCESS")
     if return_code == "SUCCESS" and result_code == "SUCCESS":
         return None
-    failure = {name: str(fields[name]) for name in _FAILURE_FIELDS if name in fields}
+    # Text only: a repeated or nested field (a hostile answer) is left out, never printed.
+    failure = {name: fields[name] for name in _FAILURE_FIELDS if isinstance(fields.get(name), str)}
     failure.setdefault("return_code", "")
     return failure
 
