@@ -138,7 +138,6 @@ def _check_timeout(value: Any) -> bool:
 
 _TYPE_CHECKS: dict[str, tuple[Any, str]] = {
     "timeout": (_check_timeout, "seconds (a number >= 0), None or an httpx.Timeout"),
-    "deadline": (lambda v: v is None or (_is_number(v) and v > 0), "seconds (a number > 0)"),
     "security": (lambda v: isinstance(v, bool), "True or False"),
     "nonceless": (lambda v: isinstance(v, bool), "True or False"),
     "extensions": (lambda v: v is None or isinstance(v, Mapping), "a mapping"),

@@ -39,7 +39,7 @@ class VerifyAnswer:
         self._config = config
 
     async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
-        if request.api == "v3" and _is_statement(request):
+        if request.path in _v3.STATEMENT_PATHS and request.method == "GET":
             # Uncompressed unless the caller asks otherwise: then the SHA-1 WeChat Pay signs
             # is compared with exactly the bytes received (see _plain).
             if not any(name.lower() == "accept-encoding" for name in request.headers):
