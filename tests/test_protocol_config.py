@@ -197,6 +197,12 @@ async def test_upload_form_takes_a_file_url(
     assert (stored.content, stored.filename) == (PNG, "logo image.png")
     with pytest.raises(InvalidArgumentError, match="does not exist"):
         UploadForm(url + ".missing")
+    # A download's sink= takes the same URLs.
+    target = tmp_path / "back again.png"
+    await wechatpay_client.chain("v3/merchant-service/images/{media_id}").get(
+        media_id=resp.json()["media_id"], sink=target.as_uri()
+    )
+    assert target.read_bytes() == PNG
     with pytest.raises(InvalidArgumentError, match="not an absolute file URL"):
         UploadForm("file://host/share/logo.png")
 
@@ -214,6 +220,7 @@ async def test_upload_form_takes_a_file_url(
         ({"extensions": ["x"]}, "extensions= must be a mapping"),
         ({"base_url": 8080}, "base_url= must be a str URL"),
         ({"body": {"a": 1}}, r"body= must be .* a dict goes in json="),
+        ({"body": 12}, r"body= must be bytes, str, .*got int"),
         ({"query": [("a", "1")]}, "query= must be a mapping"),
         ({"sink": 3}, "sink= must be a path, a binary file"),
         ({"params": {"a": 1}}, r"params= -> use query="),

@@ -144,7 +144,7 @@ _TYPE_CHECKS: dict[str, tuple[Any, str]] = {
     "base_url": (lambda v: v is None or isinstance(v, str), "a str URL"),
     "base_uri": (lambda v: v is None or isinstance(v, str), "a str URL"),
     "body": (
-        lambda v: not isinstance(v, Mapping | list | tuple | int | float | bool),
+        lambda v: not isinstance(v, Mapping | int | float),
         "bytes, str, an (async) iterable of bytes or an UploadForm; a dict goes in json= "
         "(APIv3) or xml= (APIv2)",
     ),

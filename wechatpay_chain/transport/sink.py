@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from .. import crypto
 from .._exceptions import InvalidArgumentError, VerificationError
 from ..crypto.hashes import _hasher
+from ..crypto.keys import file_url_path
 from ..protocol import v2 as _v2
 from ..protocol.transformer import Transformer
 
@@ -79,6 +80,8 @@ class Sink:
     ) -> None:
         if isinstance(target, Sink):
             raise InvalidArgumentError("Sink target must be a path or a binary file, not a Sink")
+        if isinstance(target, str) and target[:7].lower() == "file://":
+            target = file_url_path(target, "sink")  # as the key loaders and UploadForm take it
         if not _is_path(target) and not callable(getattr(target, "write", None)):
             raise InvalidArgumentError(
                 f"sink must be a path or a binary file, got {type(target).__name__}"
