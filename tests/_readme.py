@@ -9,6 +9,10 @@ Every block runs as written unless the line right before its fence is a marker c
   for ``NAME``: a fake WeChat Pay server and a client for it, plus the few names the prose
   around the block stands for (``appid``, ``prepay_id``, ``mark_paid``, ...).
 
+A fragment that builds a web ``app`` is then served for real and sent notifications, which
+must reach its ``mark_paid`` once. Every block that runs is also checked by ``mypy --strict``
+(a fragment with its prelude's names declared, :data:`PRELUDE_TYPES`).
+
 A block without a marker, or one naming an unknown setup, that does not run fails the suite.
 """
 
