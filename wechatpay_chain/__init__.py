@@ -18,6 +18,7 @@ from ._chain import Chain, Verb
 from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
     APIError,
+    ClientClosedError,
     DecryptionError,
     InvalidArgumentError,
     NotificationError,
@@ -42,6 +43,7 @@ __all__ = [
     "BACKUP_BASE_URL",
     "DEFAULT_BASE_URL",
     "APIError",
+    "ClientClosedError",
     "BatchCall",
     "BatchSummary",
     "BillReader",
