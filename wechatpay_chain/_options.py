@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from typing import Any, Literal
 
 from ._config import normalize_base_url
 from ._exceptions import InvalidArgumentError
 from .middlewares.retry import check_call_options
+from .middlewares.upload import UploadForm
 from .protocol.request import Request
 from .protocol.template import placeholders
 
@@ -86,13 +87,38 @@ def build_request(
     if retry is not None or idempotent is not None:
         check_call_options(retry, idempotent)
         request.retry, request.idempotent = retry, idempotent
+    if headers:
+        # The SDK's own headers then merge with the caller's case-insensitively (headers.py).
+        request.state["user_headers"] = True
     _check_body(request)
     return request
+
+
+def _check_raw_body(request: Request) -> None:
+    """``body=``: what is signed must be what is sent."""
+    body = request.body
+    if isinstance(body, bytes | str | UploadForm):
+        return
+    if isinstance(body, bytearray | memoryview):
+        request.body = bytes(body)
+        return
+    kind = type(body).__name__
+    if request.api == "v3":
+        raise InvalidArgumentError(
+            f"body= of an APIv3 request must be bytes or str (it is signed, so a stream must "
+            f"be read into bytes first), or an UploadForm for uploads; got {kind}"
+        )
+    if not isinstance(body, AsyncIterable):
+        raise InvalidArgumentError(
+            f"body= must be bytes, str, an async iterable of bytes or an UploadForm; got {kind}"
+        )
 
 def _check_body(request: Request) -> None:
     given = [n for n in ("json", "xml", "body") if getattr(request, n) is not None]
     if len(given) > 1:
         raise InvalidArgumentError(f"give one of json=, xml=, body=; got {given}")
+    if request.body is not None:
+        _check_raw_body(request)
     if request.api == "v3":
         for name in ("xml", "security", "nonceless"):
             if getattr(request, name):

@@ -13,6 +13,7 @@ from .._exceptions import InvalidArgumentError
 from ..protocol import v2 as _v2
 from ..protocol import v3 as _v3
 from ..protocol.formatter import Formatter
+from ..protocol.headers import put
 from ..protocol.request import Request
 from ..protocol.transformer import Transformer
 from ..transport.parallel import loop_load
@@ -27,6 +28,13 @@ __all__ = ["RsaSigner", "SignRequest"]
 
 
 RsaSigner = Callable[[bytes], Awaitable[str] | str]
+
+
+def _authorize(request: Request, value: str) -> None:
+    if "user_headers" in request.state:  # the caller's spelling of the name, if any
+        put(request.headers, "Authorization", value)
+    else:
+        request.headers["Authorization"] = value
 
 
 class SignRequest:
@@ -66,16 +74,13 @@ class SignRequest:
                 try:
                     signed = load.sign(key, message)
                     signature = signed if isinstance(signed, str) else await signed
-                    request.headers["Authorization"] = _v3.authorization(
-                        mchid, serial, timestamp, nonce, signature
-                    )
+                    value = _v3.authorization(mchid, serial, timestamp, nonce, signature)
+                    _authorize(request, value)
                     return await call_next(request)
                 finally:
                     load.inflight -= 1
             signature = crypto.sign_sha256_rsa(message, key)
-        request.headers["Authorization"] = _v3.authorization(
-            mchid, serial, timestamp, nonce, signature
-        )
+        _authorize(request, _v3.authorization(mchid, serial, timestamp, nonce, signature))
         return await call_next(request)
 
     def sign_v2(self, request: Request) -> None:

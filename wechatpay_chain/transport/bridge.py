@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterable
@@ -25,6 +26,8 @@ from .._exceptions import ClientClosedError
 __all__ = ["BLOCKED_LOOP", "STOP_BOUND", "SyncBridge", "running_loop"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("wechatpay_chain")
 
 #: Seconds ``stop`` gives the calls still running on the bridge to end once cancelled, and
 #: the pools to close; a caller waits at most about three times this after ``close()``.
@@ -91,8 +94,8 @@ def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.wait(tasks, timeout=STOP_BOUND))
     try:
         loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), STOP_BOUND))
-    except Exception:  # noqa: BLE001 - a pool that would not close: its sockets go with the loop
-        pass
+    except Exception as exc:  # a pool that would not close: its sockets go with the loop
+        logger.debug("sync bridge: pools did not close cleanly: %r", exc)
 
 
 class SyncBridge:
