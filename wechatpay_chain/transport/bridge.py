@@ -53,9 +53,10 @@ def running_loop() -> object | None:
     trio = sys.modules.get("trio")
     if trio is not None:
         try:
-            return trio.lowlevel.current_trio_token()
+            token: object = trio.lowlevel.current_trio_token()
         except RuntimeError:  # a plain thread, or a trio worker thread
             return None
+        return token
     return None
 
 
