@@ -21,6 +21,7 @@ from wechatpay_chain import (
     Client,
     ClientClosedError,
     InvalidArgumentError,
+    VerificationError,
     WechatpayError,
 )
 from wechatpay_chain.middlewares import Request
@@ -429,3 +430,101 @@ def test_secure_pools_per_loop_are_bounded_and_evicted_ones_closed(
     finally:
         for merchant in merchants:
             del server.merchants[merchant.mchid]
+
+
+# --- also looked into -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_streamed_answer_signed_by_a_not_yet_valid_certificate_is_rejected(
+    wechatpay_server: FakeWechatPay, tmp_path: Any
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    future = wechatpay_server.platform_certificates.issue(
+        not_before=now + timedelta(days=1), not_after=now + timedelta(days=400), publish=False
+    )
+    wechatpay_server.certificate_signer = future
+    wechatpay_server.mode = "certificate"
+    client = wechatpay_server.client(certs={future.serial: future.public})
+    with pytest.raises(VerificationError, match="not valid before"):
+        await client[COUPONS].get(openid="o-1", query={"appid": "wx1"})
+    with pytest.raises(VerificationError, match="not valid before"):
+        await client[COUPONS].get(openid="o-1", query={"appid": "wx1"}, sink=tmp_path / "a")
+    await client.aclose()
+
+
+def test_concurrent_platform_key_additions_are_all_kept(wechatpay_server: FakeWechatPay) -> None:
+    from wechatpay_chain.crypto.platform import PlatformKeys, load_platform_key
+
+    certs = [
+        wechatpay_server.platform_certificates.issue(publish=False) for _ in range(16)
+    ]
+    entries = [load_platform_key(c.serial, c.public) for c in certs]
+    keys = PlatformKeys()
+    start = threading.Barrier(16)
+
+    def add(entry: Any) -> None:
+        start.wait()
+        for _ in range(200):
+            keys.add(entry)
+
+    threads = [threading.Thread(target=add, args=(e,)) for e in entries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(keys) == {c.serial for c in certs}
+
+
+def test_a_hung_handler_does_not_refuse_re_sent_copies_forever() -> None:
+    from wechatpay_chain.notifications import MemoryDeduplicator
+
+    store = MemoryDeduplicator(claim_timeout=0.2)
+
+    async def main() -> list[str]:
+        first = await store.claim("k")
+        again = await store.claim("k")
+        await anyio.sleep(0.3)  # the first handler hangs past the claim's lifetime
+        later = await store.claim("k")
+        await store.finish("k", handled=True)
+        return [first, again, later, await store.claim("k")]
+
+    assert anyio.run(main) == ["new", "in_progress", "new", "done"]
+    with pytest.raises(InvalidArgumentError):
+        MemoryDeduplicator(claim_timeout=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_nonces_work_in_a_child_forked_while_another_thread_held_their_lock() -> None:
+    from wechatpay_chain.protocol import formatter
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with formatter._ENTROPY._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: nobody will ever release the inherited lock
+        try:
+            ok = len(formatter.Formatter.nonce(32)) == 32
+        finally:
+            os._exit(0 if ok else 1)
+    release.set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the nonce lock")
+    assert os.waitstatus_to_exitcode(status) == 0
