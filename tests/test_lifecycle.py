@@ -250,9 +250,9 @@ def test_threads_each_running_asyncio_run_share_one_client(
     def worker(n: int) -> None:
         start.wait()
         for i in range(8):
-            async def call() -> int:
+            async def call(no: str = f"{n}-{i}") -> int:
                 response = await client[COUPONS].post(
-                    openid="o-1", json=coupon(wechatpay_server, f"{n}-{i}")
+                    openid="o-1", json=coupon(wechatpay_server, no)
                 )
                 return response.status_code
 
@@ -324,7 +324,11 @@ async def test_user_header_names_merge_case_insensitively(
     response = await spied[COUPONS].post(
         openid="o-1",
         json=coupon(wechatpay_server, "h"),
-        headers={"accept": "application/json", "authorization": "forged", "content-type": "application/json"},
+        headers={
+            "accept": "application/json",
+            "authorization": "forged",
+            "content-type": "application/json",
+        },
     )
     assert response.status_code == 200  # the signed Authorization went, not the forged one
     names = [name.lower() for name, _ in seen[-1]]

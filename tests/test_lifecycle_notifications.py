@@ -113,7 +113,10 @@ def test_hostile_timestamp_on_an_answer_is_a_verification_error(value: str) -> N
             headers: list[Any] = [
                 (k, v) for k, v in fake.sign_answer(body) if k != "Wechatpay-Timestamp"
             ]
-            headers += [("Content-Type", "application/json"), (b"Wechatpay-Timestamp", value.encode())]
+            headers += [
+                ("Content-Type", "application/json"),
+                (b"Wechatpay-Timestamp", value.encode()),
+            ]
             return HTTPReply(200, body, headers)
 
         fake.route("GET", "v3/hostile", rewrite)
