@@ -706,8 +706,9 @@ def serve(engine: str, cpu: int | None) -> None:
     """Inside the server process: print the client options, serve until stdin closes."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    from fastserver import BenchmarkWechatPay
+
     from wechatpay_chain.testing._fake import private_pem
-    from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 
     # fast (default): the benchmark front on uvloop (when installed), the order answered on
     # the static path (signature checked, answer signed, nothing else); fast-routed: the same

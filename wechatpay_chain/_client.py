@@ -14,7 +14,7 @@ import httpx
 
 from . import crypto
 from ._chain import Chain
-from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
+from ._config import DEFAULT_BASE_URL, Config, MerchantOptions, normalize_base_url
 from ._exceptions import InvalidArgumentError
 from ._options import build_request
 from .middlewares.pipeline import Handler, Middleware, Stack
@@ -27,6 +27,8 @@ from .transport.registry import Connections
 from .transport.send import Transmit
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .middlewares.logging import MetricsHook
     from .middlewares.ratelimit import RateLimit
     from .middlewares.retry import RetryPolicy
@@ -280,20 +282,7 @@ class Client:
                     found = self._config.notifications = Notifications(self._config)
         return found
 
-    def for_merchant(
-        self,
-        *,
-        mchid: str,
-        serial: str | None = None,
-        private_key: crypto.PrivateKeyLike | None = None,
-        certs: Mapping[str, object] | None = None,
-        apiv3_key: str | bytes | None = None,
-        secret: str | None = None,
-        merchant_cert: object = None,
-        merchant_key: object = None,
-        merchant_key_password: str | bytes | None = None,
-        base_url: str | None = None,
-    ) -> Client:
+    def for_merchant(self, **options: Unpack[MerchantOptions]) -> Client:
         """A client for another merchant sharing this one's connection pools and sync thread.
 
         Cheap: one process serving many mchids keeps one pool per event loop. Its stack is
@@ -302,18 +291,11 @@ class Client:
         every other middleware (retry, limiter, logger, your own) is shared as it is.
         Closing it leaves the shared pools open (close the client it came from).
         """
-        config = Config(
-            mchid=mchid,
-            serial=serial,
-            private_key=private_key,
-            certs=certs,
-            apiv3_key=apiv3_key,
-            secret=secret,
-            merchant_cert=merchant_cert,
-            merchant_key=merchant_key,
-            merchant_key_password=merchant_key_password,
-            base_url=base_url if base_url is not None else self._config.base_url,
-        )
+        if not options.get("mchid"):
+            raise InvalidArgumentError("for_merchant needs mchid: the merchant the client is for")
+        if options.get("base_url") is None:
+            options["base_url"] = self._config.base_url
+        config = Config(**options)
         config.parallel_signing = self._config.parallel_signing
         merchant = Client.__new__(Client)
         merchant._setup(config, self._connections, self._stack_for(config), owner=False)

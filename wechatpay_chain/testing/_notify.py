@@ -30,7 +30,7 @@ from ..protocol.formatter import Formatter
 from ..protocol.transformer import Transformer
 
 if TYPE_CHECKING:
-    from ._fake import FakeWechatPay
+    from ._core import Server
 
 __all__ = [
     "NOTIFICATION_FAULTS",
@@ -77,7 +77,7 @@ def _check_fault(fault: str | None, known: frozenset[str]) -> None:
 
 
 def build_notification(
-    server: FakeWechatPay,
+    server: Server,
     event_type: str,
     resource: Mapping[str, Any],
     *,
@@ -138,7 +138,7 @@ def build_notification(
 
 
 def build_v2_notification(
-    server: FakeWechatPay,
+    server: Server,
     fields: Mapping[str, Any],
     *,
     refund: bool = False,

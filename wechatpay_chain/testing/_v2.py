@@ -22,7 +22,7 @@ from . import _v2media
 from ._http import HTTPReply, HTTPRequest
 
 if TYPE_CHECKING:
-    from ._fake import FakeWechatPay, Merchant, _Fault
+    from ._core import Merchant, Server, _Fault
 
 __all__ = ["SECURE_PATHS", "fail", "handle", "needs_certificate", "to_xml"]
 
@@ -81,7 +81,7 @@ def fail(message: str) -> HTTPReply:
     return HTTPReply(200, to_xml({"return_code": "FAIL", "return_msg": message}), [_XML_TYPE])
 
 
-def _merchant(server: FakeWechatPay, fields: Mapping[str, Any]) -> Merchant | None:
+def _merchant(server: Server, fields: Mapping[str, Any]) -> Merchant | None:
     for name in _MCHID_FIELDS:
         value = fields.get(name)
         if isinstance(value, str) and value:
@@ -111,10 +111,10 @@ def _certificate_error(http: HTTPRequest, merchant: Merchant) -> str | None:
 
 
 async def handle(
-    server: FakeWechatPay, http: HTTPRequest, path: str, raw_query: str
+    server: Server, http: HTTPRequest, path: str, raw_query: str
 ) -> HTTPReply | None:
     """Answer one APIv2 request (``path`` as sent, with its leading slash)."""
-    from ._fake import FakeRequest
+    from ._core import FakeRequest
 
     sent_path = path.lstrip("/")
     request = FakeRequest(
@@ -183,7 +183,8 @@ async def handle(
     if kind in _FAULT_REPLIES:
         reply = _FAULT_REPLIES[kind]
         return HTTPReply(reply.status, reply.body, list(reply.headers))
-    result = route.handler(request)
+    scripted = fault.reply if fault is not None else None
+    result = scripted if scripted is not None else route.handler(request)
     if inspect.isawaitable(result):
         result = await result
     return _answer(result, merchant, sign_type, fault, unsigned)
@@ -192,7 +193,7 @@ async def handle(
 def _answer(
     result: Any, merchant: Merchant, sign_type: str, fault: _Fault | None, unsigned: bool
 ) -> HTTPReply:
-    from ._fake import Reply
+    from ._core import Reply
 
     status = 200
     headers: list[tuple[str, str]] = []

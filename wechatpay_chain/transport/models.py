@@ -2,8 +2,8 @@
 
 The hot path hands httpx headers it already holds as ``(name, value)`` pairs and a body it
 already holds as bytes. httpx's constructors run every header through its normalisation and
-every body through its stream machinery again: about 8 µs a request, on a path whose total
-non-crypto budget is around 100 µs. The builders here fill the same attributes directly.
+every body through its stream machinery again, a measurable share of the hot path's own CPU
+(bench/README.md). The builders here fill the same attributes directly.
 
 They depend on how this httpx lays out its objects, so the layout is checked once, at import:
 a request and a response are built both ways and their attributes compared. When anything

@@ -113,8 +113,8 @@ class SigningThreads:
         return load
 
     def behind(self) -> bool:
-        """Whether more signatures wait than two per worker (measured best on 2 cores: the
-        loop's own core then signs some too, instead of queueing more)."""
+        """Whether more signatures wait than two per worker (the threshold that measured
+        best, bench/README.md: the loop's own core then signs some too, instead of queueing)."""
         return self._jobs.qsize() >= 2 * self.threads
 
     def sign(self, load: LoopLoad, key: rsa.RSAPrivateKey, message: bytes) -> asyncio.Future[str]:

@@ -26,7 +26,7 @@ from ..crypto.hashes import _hasher
 from ..protocol import v2 as _v2
 
 if TYPE_CHECKING:
-    from ..middlewares.pipeline import Request
+    from ..protocol.request import Request
 
 __all__ = ["Sink", "StreamCheck", "receive_into"]
 

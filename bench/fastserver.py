@@ -1,5 +1,8 @@
 """A faster front for the fake WeChat Pay server, for throughput benchmarks only.
 
+Not part of the package: it lives beside the benchmarks (``bench/``), which import it as
+``fastserver``.
+
 The default fake server (h11 on asyncio streams, a fresh RSA signature per answer) tops out
 near 2 000 answers/s on one core, below what a fast client can send. Benchmarks need a server
 that is never the bottleneck, so this module offers:
@@ -28,14 +31,15 @@ from collections.abc import Awaitable, Coroutine, Generator
 from http import HTTPStatus
 from typing import Any, cast
 
-from .._exceptions import VerificationError
-from ._fake import FakeWechatPay, Merchant
+from wechatpay_chain._exceptions import VerificationError
+from wechatpay_chain.testing._core import Merchant
+from wechatpay_chain.testing._fake import FakeWechatPay
 
 try:
     import httptools
 except ImportError:  # pragma: no cover - httptools is a runtime dependency
     httptools = None  # type: ignore[assignment]
-from ._http import App, HTTPReply, HTTPRequest, LoopThread
+from wechatpay_chain.testing._http import App, HTTPReply, HTTPRequest, LoopThread
 
 __all__ = ["BenchmarkWechatPay", "FastServerThread"]
 
@@ -451,8 +455,8 @@ class BenchmarkWechatPay(FakeWechatPay):
         return cached[1]
 
     def _sign_at(self, body: bytes, timestamp: int, nonce: str) -> list[tuple[str, str]]:
-        from .. import crypto
-        from ..protocol import v3 as _v3
+        from wechatpay_chain import crypto
+        from wechatpay_chain.protocol import v3 as _v3
 
         signer = self.signer
         signature = crypto.sign_sha256_rsa(

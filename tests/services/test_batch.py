@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from _paths import BATCH_WORKER
 
 from wechatpay_chain import (
     BatchCall,
@@ -30,7 +31,7 @@ from wechatpay_chain.testing import FakeRequest, FakeWechatPay, Reply
 pytestmark = pytest.mark.anyio
 
 TEMPLATE = "v3/marketing/favor/users/{openid}/coupons"
-WORKER = Path(__file__).with_name("_batch_worker.py")
+WORKER = BATCH_WORKER
 
 
 def openids(count: int, prefix: str = "o-") -> list[str]:
