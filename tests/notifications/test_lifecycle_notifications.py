@@ -6,8 +6,8 @@ import secrets
 from typing import Annotated, Any
 
 import pytest
+from _notify_servers import serve_asgi
 
-from tests._notify_servers import serve_asgi
 from wechatpay_chain import Client, NotificationError, VerificationError
 from wechatpay_chain.notifications import MemoryDeduplicator, Notification
 from wechatpay_chain.testing import FakeWechatPay
