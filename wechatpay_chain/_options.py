@@ -102,16 +102,13 @@ def _check_raw_body(request: Request) -> None:
     if isinstance(body, bytearray | memoryview):
         request.body = bytes(body)
         return
-    kind = type(body).__name__
-    if request.api == "v3":
-        raise InvalidArgumentError(
-            f"body= of an APIv3 request must be bytes or str (it is signed, so a stream must "
-            f"be read into bytes first), or an UploadForm for uploads; got {kind}"
-        )
     if not isinstance(body, AsyncIterable):
         raise InvalidArgumentError(
-            f"body= must be bytes, str, an async iterable of bytes or an UploadForm; got {kind}"
+            f"body= must be bytes or str (an APIv3 body is signed: read a stream into bytes "
+            f"first), or an UploadForm for uploads; got {type(body).__name__}"
         )
+    # An async iterable: sent as a stream. APIv3 signs the body, so the signer refuses it
+    # unless a middleware said which bytes to sign (request.state["signed_body"]).
 
 def _check_body(request: Request) -> None:
     given = [n for n in ("json", "xml", "body") if getattr(request, n) is not None]

@@ -303,6 +303,10 @@ async def test_unsignable_bodies_are_refused_before_sending(
     for body in (stream(), [b"{}"], iter([b"{}"]), 42):
         with pytest.raises(InvalidArgumentError, match="bytes or str"):
             await client[COUPONS].post(openid="o-1", body=body)
+    # the KMS signer path refuses it the same way
+    kms = client.with_signer(lambda message: "c2lnbmF0dXJl")
+    with pytest.raises(InvalidArgumentError, match="stream"):
+        await kms[COUPONS].post(openid="o-1", body=stream())
     assert len(wechatpay_server.requests) == sent
     await client.aclose()
 

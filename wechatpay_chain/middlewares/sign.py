@@ -59,7 +59,16 @@ class SignRequest:
         body = request.state.get("signed_body")
         if body is None:
             content = request.content
-            body = content if isinstance(content, bytes) else b""
+            if isinstance(content, bytes):
+                body = content
+            elif content is None:
+                body = b""
+            else:  # a stream: what it will send cannot be signed before it is sent
+                raise InvalidArgumentError(
+                    f"body= of the APIv3 request {request.template!r} is a stream "
+                    f"({type(content).__name__}), and the signature covers the body: pass "
+                    f"bytes or str (read the stream first), or an UploadForm for uploads"
+                )
         message = _v3.request_message(request.method, request.target, timestamp, nonce, body)
         if self._rsa_sign is not None:
             result = self._rsa_sign(message)
