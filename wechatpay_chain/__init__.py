@@ -19,6 +19,7 @@ from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
     APIError,
     ClientClosedError,
+    DeadlineExceeded,
     DecryptionError,
     InvalidArgumentError,
     NotificationError,
@@ -50,6 +51,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "Config",
+    "DeadlineExceeded",
     "DecryptionError",
     "Formatter",
     "InvalidArgumentError",

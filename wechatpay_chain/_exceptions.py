@@ -9,6 +9,7 @@ The tree::
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
     ├── ClientClosedError (RuntimeError)    the client was closed: the call was made afterwards,
     │                                   or was still in flight when it closed
+    ├── DeadlineExceeded (httpx.TimeoutException)   a call's total deadline= passed
     └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
         └── PublicKeyOnlyError          no platform certificates: the merchant uses a public key
 
@@ -26,6 +27,7 @@ import httpx
 __all__ = [
     "APIError",
     "ClientClosedError",
+    "DeadlineExceeded",
     "DecryptionError",
     "InvalidArgumentError",
     "NotificationError",
@@ -69,6 +71,10 @@ class ClientClosedError(WechatpayError, RuntimeError):
 
 class DecryptionError(WechatpayError):
     """Decryption failed: wrong key, wrong associated data or tampered ciphertext."""
+
+
+class DeadlineExceeded(WechatpayError, httpx.TimeoutException):
+    """A call did not complete within its total ``deadline=`` (all attempts, all I/O)."""
 
 
 class APIError(WechatpayError, httpx.HTTPStatusError):
