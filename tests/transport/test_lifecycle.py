@@ -536,3 +536,50 @@ def test_nonces_work_in_a_child_forked_while_another_thread_held_their_lock() ->
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung on the nonce lock")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sync_calls_work_in_a_forked_child(wechatpay_server: FakeWechatPay) -> None:
+    client = wechatpay_server.client()
+    node = client[COUPONS]
+    assert node.get_sync(openid="o-1", query={"appid": "wx1"}).status_code == 200
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's sync thread does not exist here
+        code = 1
+        try:
+            signal_alarm = __import__("signal")
+            signal_alarm.alarm(20)  # a hang ends the child instead of the test
+            ok = node.get_sync(openid="o-1", query={"appid": "wx1"}).status_code == 200
+            client.close()
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the parent's own bridge is untouched by the child
+    assert node.get_sync(openid="o-1", query={"appid": "wx1"}).status_code == 200
+    client.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_refresh_running_in_the_parent_does_not_block_the_forked_child(
+    wechatpay_server: FakeWechatPay,
+) -> None:
+    client = wechatpay_server.client()
+    with client.certificates.auto_refresh():
+        wechatpay_server.misbehave("slow", template="v3/certificates", delay=2.0)
+        parent = threading.Thread(target=client.certificates.refresh_sync, daemon=True)
+        parent.start()
+        time.sleep(0.5)  # the parent's download holds the refresh lock now
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                __import__("signal").alarm(20)  # a hang ends the child instead of the test
+                code = 0 if client.certificates.refresh_sync() else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        parent.join(20)
+        assert os.waitstatus_to_exitcode(status) == 0
+    client.close()

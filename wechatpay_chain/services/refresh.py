@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -70,6 +71,14 @@ class Refresher:
         self._last_unknown = -math.inf
         self.public_key_only = False
         self.users = 0
+        _REFRESHERS.add(self)
+
+    def _forget_after_fork(self) -> None:
+        # A download running in the parent at the fork holds the lock there, not here.
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._holder = None
+        self._loop_locks = weakref.WeakKeyDictionary()
 
     def _loop_lock(self) -> anyio.Lock:
         key = loop_key()
@@ -142,6 +151,18 @@ class Refresher:
                 )
                 return False
             return serial in keys
+
+
+_REFRESHERS: weakref.WeakSet[Refresher] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for refresher in list(_REFRESHERS):
+        refresher._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class AutoRefresh:

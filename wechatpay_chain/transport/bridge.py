@@ -13,8 +13,10 @@ import asyncio
 import concurrent.futures
 import contextvars
 import logging
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -115,6 +117,14 @@ class SyncBridge:
         self._swept = False
         #: Futures of calls not finished yet, failed by ``stop`` if the loop ends under them.
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        _BRIDGES.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's thread is not here; the next call starts a new one."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+        self._pending = set()
+        self._swept = False
 
     @property
     def running(self) -> bool:
@@ -198,3 +208,15 @@ class SyncBridge:
                 # Stuck in blocking code on the loop: its waiters must not wait for it.
                 self._swept = True
                 _fail(self._pending.copy())
+
+
+_BRIDGES: weakref.WeakSet[SyncBridge] = weakref.WeakSet()
+
+
+def _forget_bridges_after_fork() -> None:
+    for bridge in list(_BRIDGES):
+        bridge._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_bridges_after_fork)

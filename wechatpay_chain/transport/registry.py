@@ -9,7 +9,9 @@ process running many short loops (``asyncio.run``/``trio.run`` per job) keeps no
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from asyncio import _get_running_loop
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, MutableMapping
@@ -157,6 +159,13 @@ class Connections:
         self._lock = threading.Lock()
         self.bridge = SyncBridge()
         self.closed = False
+        _CONNECTIONS.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: a lock held by a parent thread stays held; the parent's loops
+        do not run here (their pools stay unused; the child's loops get their own)."""
+        self._lock = threading.Lock()
+        self._last = None
 
     def current(self) -> LoopPools:
         """The running loop's pools, made on first use."""
@@ -205,6 +214,18 @@ class Connections:
         """Stop the sync bridge (its calls in flight fail, its pools close); later calls raise."""
         self.mark_closed()
         self.bridge.stop()
+
+
+_CONNECTIONS: weakref.WeakSet[Connections] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for connections in list(_CONNECTIONS):
+        connections._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _forgetter(
