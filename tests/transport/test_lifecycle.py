@@ -583,3 +583,27 @@ def test_a_refresh_running_in_the_parent_does_not_block_the_forked_child(
         parent.join(20)
         assert os.waitstatus_to_exitcode(status) == 0
     client.close()
+
+
+def test_per_loop_state_goes_with_each_asyncio_run_and_trio_run(
+    wechatpay_server: FakeWechatPay,
+) -> None:
+    from wechatpay_chain import RateLimit
+
+    limiter = RateLimit(concurrency=4)
+    client = wechatpay_server.client(rate_limit=limiter)
+
+    async def main() -> int:
+        async with client.certificates.auto_refresh():
+            await client.certificates.refresh()
+        return (await client[COUPONS].get(openid="o-1", query={"appid": "wx1"})).status_code
+
+    for _ in range(3):
+        assert asyncio.run(main()) == 200
+        assert trio.run(main) == 200
+    gc.collect()
+    assert client._connections.loops() == 0
+    # Six loops ran; at most the last asyncio loop and the last trio run are still referenced
+    # (by one-slot caches), however many ran before them.
+    assert len(limiter._semaphores) <= 2
+    client.close()
