@@ -453,14 +453,18 @@ async def test_streamed_answer_signed_by_a_not_yet_valid_certificate_is_rejected
     future = wechatpay_server.platform_certificates.issue(
         not_before=now + timedelta(days=1), not_after=now + timedelta(days=400), publish=False
     )
+    current = wechatpay_server.certificate_signer
     wechatpay_server.certificate_signer = future
     wechatpay_server.mode = "certificate"
     client = wechatpay_server.client(certs={future.serial: future.public})
-    with pytest.raises(VerificationError, match="not valid before"):
-        await client[COUPONS].get(openid="o-1", query={"appid": "wx1"})
-    with pytest.raises(VerificationError, match="not valid before"):
-        await client[COUPONS].get(openid="o-1", query={"appid": "wx1"}, sink=tmp_path / "a")
-    await client.aclose()
+    try:
+        with pytest.raises(VerificationError, match="not valid before"):
+            await client[COUPONS].get(openid="o-1", query={"appid": "wx1"})
+        with pytest.raises(VerificationError, match="not valid before"):
+            await client[COUPONS].get(openid="o-1", query={"appid": "wx1"}, sink=tmp_path / "a")
+    finally:
+        wechatpay_server.certificate_signer = current  # the server is shared by the session
+        await client.aclose()
 
 
 def test_concurrent_platform_key_additions_are_all_kept(wechatpay_server: FakeWechatPay) -> None:
