@@ -276,12 +276,14 @@ def test_threads_each_running_asyncio_run_share_one_client(
 
 
 @pytest.mark.anyio
-async def test_bytes_like_bodies_are_signed_as_sent(wechatpay_server: FakeWechatPay) -> None:
+async def test_bytes_like_and_chunked_bodies_are_signed_as_sent(wechatpay_server: FakeWechatPay) -> None:
     client = wechatpay_server.client()
     data = b'{"stock_id":"1","out_request_no":"b","appid":"wx1","stock_creator_mchid":"%s"}' % (
         wechatpay_server.merchant.mchid.encode()
     )
-    for body in (bytearray(data), memoryview(data)):
+    half = len(data) // 2
+    chunks = (data[:half], data[half:])
+    for body in (bytearray(data), memoryview(data), list(chunks), chunks, iter(chunks)):
         response = await client[COUPONS].post(
             openid="o-1", body=body, headers={"Content-Type": "application/json"}
         )
@@ -300,9 +302,12 @@ async def test_unsignable_bodies_are_refused_before_sending(
         yield b"{}"
 
     sent = len(wechatpay_server.requests)
-    for body in (stream(), [b"{}"], iter([b"{}"]), 42):
-        with pytest.raises(InvalidArgumentError, match="bytes or str"):
-            await client[COUPONS].post(openid="o-1", body=body)
+    with pytest.raises(InvalidArgumentError, match="bytes or str"):
+        await client[COUPONS].post(openid="o-1", body=stream())
+    with pytest.raises(InvalidArgumentError, match="chunks must be bytes"):
+        await client[COUPONS].post(openid="o-1", body=["{}"])
+    with pytest.raises(InvalidArgumentError, match="body="):
+        await client[COUPONS].post(openid="o-1", body=object())
     # the KMS signer path refuses it the same way
     kms = client.with_signer(lambda message: "c2lnbmF0dXJl")
     with pytest.raises(InvalidArgumentError, match="stream"):
