@@ -276,7 +276,9 @@ def test_threads_each_running_asyncio_run_share_one_client(
 
 
 @pytest.mark.anyio
-async def test_bytes_like_and_chunked_bodies_are_signed_as_sent(wechatpay_server: FakeWechatPay) -> None:
+async def test_bytes_like_and_chunked_bodies_are_signed_as_sent(
+    wechatpay_server: FakeWechatPay,
+) -> None:
     client = wechatpay_server.client()
     data = b'{"stock_id":"1","out_request_no":"b","appid":"wx1","stock_creator_mchid":"%s"}' % (
         wechatpay_server.merchant.mchid.encode()
