@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from ._media import Media
     from ._ratelimit import RateLimit
     from ._retry import RetryPolicy
+    from .endpoints import Root as _TypedRoot
     from .notifications import Notifications
+else:
+    _TypedRoot = object  # the typed face (generated stubs) exists for type checkers only
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config", "normalize_base_url"]
 
@@ -61,7 +64,7 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
     "cert",
 }
 
-class Client:
+class Client(_TypedRoot):
     """A WeChat Pay merchant client; attribute and item access start a chain (DESIGN.md §3)."""
 
     def __init__(
@@ -143,20 +146,22 @@ class Client:
             raise AttributeError(name)
         return getattr(self._root, name)  # type: ignore[no-any-return]
 
-    def __getitem__(self, path: str) -> Chain:
-        return self._root[path]
+    if not TYPE_CHECKING:  # type checkers see the generated overloads of _TypedRoot
 
-    def chain(self, path: str) -> Chain:
-        """The node for ``path``, e.g. ``client.chain("v3/pay/transactions/native")``."""
-        return self._root[path]
+        def __getitem__(self, path: str) -> Chain:
+            return self._root[path]
 
-    @property
-    def v2(self) -> Chain:
-        return self._root.v2
+        def chain(self, path: str) -> Chain:
+            """The node for ``path``, e.g. ``client.chain("v3/pay/transactions/native")``."""
+            return self._root[path]
 
-    @property
-    def v3(self) -> Chain:
-        return self._root.v3
+        @property
+        def v2(self) -> Chain:
+            return self._root.v2
+
+        @property
+        def v3(self) -> Chain:
+            return self._root.v3
 
     # --- the pipeline -------------------------------------------------------------------
     @property
