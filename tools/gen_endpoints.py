@@ -191,7 +191,9 @@ def extract(docs: Path) -> dict[str, Any]:
     try:
         commit = subprocess.run(
             ["git", "-C", str(docs), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         pass
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         SCHEMA.write_text(dump_schema(schema), encoding="utf-8")
         print(f"{len(schema['endpoints'])} calls -> {SCHEMA.relative_to(ROOT)}")
         return 0
-    from _render import render  # noqa: PLC0415
+    from _render import render
 
     files = render(json.loads(SCHEMA.read_text(encoding="utf-8")))
     return write_or_check(files, check=args.check)
@@ -230,7 +232,7 @@ def dump_schema(schema: dict[str, Any]) -> str:
 
 def write_or_check(files: dict[str, str], *, check: bool) -> int:
     stale = []
-    existing = {p.relative_to(OUT).as_posix() for p in OUT.rglob("*.pyi")} if OUT.exists() else set()
+    existing = {p.relative_to(OUT).as_posix() for p in OUT.rglob("*.pyi")}
     for rel, text in files.items():
         path = OUT / rel
         current = path.read_text(encoding="utf-8") if path.exists() else None

@@ -93,7 +93,8 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = _target(sink)
-        answer = await self._client.v3.bill.tradebill.get(query=query)
+        # ["v3"]: the untyped chain; these fields are built at run time (None leaves one out).
+        answer = await self._client["v3"].bill.tradebill.get(query=query)
         return await self.fetch(answer.json(), target, decompress=decompress)
 
     async def download_fundflow(
@@ -112,7 +113,7 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = _target(sink)
-        answer = await self._client.v3.bill.fundflowbill.get(query=query)
+        answer = await self._client["v3"].bill.fundflowbill.get(query=query)
         return await self.fetch(answer.json(), target, decompress=decompress)
 
     async def fetch(
@@ -168,7 +169,7 @@ class Bills:
             "tar_type": _tar_type(tar_type),
         }
         target = Sink(_target(sink), decompress=decompress)
-        return await self._client.v2.pay.downloadbill.post(xml=xml, sink=target)
+        return await self._client["v2"].pay.downloadbill.post(xml=xml, sink=target)
 
     async def download_fundflow_v2(
         self,
@@ -192,7 +193,7 @@ class Bills:
             "sign_type": "HMAC-SHA256",
         }
         target = Sink(_target(sink), decompress=decompress)
-        return await self._client.v2.pay.downloadfundflow.post(
+        return await self._client["v2"].pay.downloadfundflow.post(
             xml=xml, sink=target, security=security
         )
 
