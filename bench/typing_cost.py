@@ -1,0 +1,124 @@
+"""What the typed endpoint layer costs: users' type checkers, import time, chain building.
+
+Both packages are installed as a user gets them (``pip install --no-deps --target``, no
+editable finder) from two git refs: the typed tree (default: the work tree) and a baseline
+(default: ``main``, or any ref without the typed layer). The same user script
+(``bench/typing_user.py``) is checked against each, in one run, pairs alternating
+(``farm-bench --vs``):
+
+- mypy ``--strict`` cold (``--cache-dir=/dev/null``: nothing read or written) and warm (the
+  cache of a previous run, nothing changed);
+- pyright (strict);
+- ``import wechatpay_chain`` in a fresh interpreter, and building a chain node plus the
+  arguments of a call (``client.v3.pay.transactions.outTradeNo._out_trade_no_``) in-process.
+
+Usage: ``python bench/typing_cost.py [--baseline REF] [--runs N]``; needs ``farm-bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import timeit
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = ROOT / "bench" / "typing_user.py"
+BIN = Path(sys.executable).parent
+
+
+def install(ref: str | None, into: Path) -> Path:
+    """The package of ``ref`` (None: the work tree) installed into ``into/site``."""
+    source = into / "src"
+    if ref is None:
+        source = ROOT
+    else:
+        source.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    site = into / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(source)],
+        check=True,
+    )
+    shutil.rmtree(source / "build", ignore_errors=True)
+    return site
+
+
+def farm(label: str, a: list[str], b: list[str], env_a: str, env_b: str, runs: int) -> None:
+    """``farm-bench`` A (typed) against B (baseline); PYTHONPATH picks the package."""
+    wrap_a = ["env", f"PYTHONPATH={env_a}", *a]
+    wrap_b = " ".join(["env", f"PYTHONPATH={env_b}", *b])
+    print(f"\n## {label}\n", flush=True)
+    subprocess.run(
+        ["farm-bench", "-n", str(runs), "--timeout", "900", "--vs", wrap_b, "--", *wrap_a],
+        check=False,
+    )
+
+
+def chain_cost(site: Path) -> float:
+    """Microseconds to build a 5-segment node from a fresh root (no node cached)."""
+    code = (
+        "import sys; sys.path.insert(0, {site!r})\n"
+        "import timeit, wechatpay_chain as w\n"
+        "c = w.Client()\n"
+        "def f():\n"
+        "    return w.Chain(c, '').v3.pay.transactions.outTradeNo._out_trade_no_\n"
+        "n = 20000\n"
+        "print(min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6)\n"
+    ).format(site=str(site))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="main", help="git ref without the typed layer")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    if shutil.which("farm-bench") is None:
+        print("farm-bench not found", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="typing-cost-"))
+    try:
+        typed = install(None, work / "typed")
+        base = install(args.baseline, work / "base")
+        assert (typed / "wechatpay_chain" / "endpoints" / "__init__.pyi").exists()
+        py = str(BIN / "python")
+        mypy = [str(BIN / "mypy"), "--strict", "--python-executable", py, "--no-error-summary"]
+        for site, cache in ((typed, "typed"), (base, "base")):
+            # Warm caches for the warm rows (the user script never changes between runs).
+            subprocess.run(
+                [*mypy, "--cache-dir", str(work / cache / "cache"), str(USER)],
+                env={**os.environ, "PYTHONPATH": str(site)}, check=False, capture_output=True,
+            )
+        farm("mypy --strict, cold", [*mypy, "--cache-dir=/dev/null", str(USER)],
+             [*mypy, "--cache-dir=/dev/null", str(USER)], str(typed), str(base), args.runs)
+        farm("mypy --strict, warm",
+             [*mypy, "--cache-dir", str(work / "typed" / "cache"), str(USER)],
+             [*mypy, "--cache-dir", str(work / "base" / "cache"), str(USER)],
+             str(typed), str(base), args.runs)
+        pyright = str(BIN / "pyright")
+        if Path(pyright).exists():
+            config = work / "pyrightconfig.json"
+            config.write_text('{"typeCheckingMode": "strict"}\n', encoding="utf-8")
+            cmd = [pyright, "-p", str(config), "--pythonpath", py, str(USER)]
+            farm("pyright (strict)", cmd, cmd, str(typed), str(base), args.runs)
+        imp = [py, "-c", "import wechatpay_chain"]
+        farm("import wechatpay_chain", imp, imp, str(typed), str(base), max(args.runs, 10))
+        print("\n## building client.v3.pay.transactions.outTradeNo._out_trade_no_ (µs)\n")
+        print(f"typed {chain_cost(typed):.2f}  baseline {chain_cost(base):.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
