@@ -1,8 +1,8 @@
 """What the typed endpoint layer costs: users' type checkers, import time, chain building.
 
-Both packages are installed as a user gets them (``pip install --no-deps --target``, no
-editable finder) from two git refs: the typed tree (default: the work tree) and a baseline
-(default: ``main``, or any ref without the typed layer). The same user script
+Both packages are laid out as a user's install has them (the package directory on
+``PYTHONPATH``, no editable finder): the typed tree (the work tree) and a baseline (default:
+``main``, or any git ref without the typed layer). The same user script
 (``bench/typing_user.py``) is checked against each, in one run, pairs alternating
 (``farm-bench --vs``):
 
@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,38 +41,43 @@ def install(ref: str | None, into: Path) -> Path:
             ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    # The package directory as a wheel lays it out (py.typed and the .pyi stubs included);
+    # copied rather than built so that no build backend is needed.
     site = into / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(source)],
-        check=True,
+    shutil.copytree(
+        source / "wechatpay_chain",
+        site / "wechatpay_chain",
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
-    shutil.rmtree(source / "build", ignore_errors=True)
     return site
 
 
 def farm(label: str, a: list[str], b: list[str], env_a: str, env_b: str, runs: int) -> None:
-    """``farm-bench`` A (typed) against B (baseline); PYTHONPATH picks the package."""
+    """``farm-bench`` A (typed) against B (baseline); PYTHONPATH picks the package.
+
+    Run from an empty directory: a checker started in the repository would find the package
+    in the current directory, check it as the user's own code and report on it."""
     wrap_a = ["env", f"PYTHONPATH={env_a}", *a]
     wrap_b = " ".join(["env", f"PYTHONPATH={env_b}", *b])
     print(f"\n## {label}\n", flush=True)
     subprocess.run(
         ["farm-bench", "-n", str(runs), "--timeout", "900", "--vs", wrap_b, "--", *wrap_a],
         check=False,
+        cwd=Path(env_a).parent.parent,
     )
 
 
 def chain_cost(site: Path) -> float:
     """Microseconds to build a 5-segment node from a fresh root (no node cached)."""
     code = (
-        "import sys; sys.path.insert(0, {site!r})\n"
+        f"import sys; sys.path.insert(0, {str(site)!r})\n"
         "import timeit, wechatpay_chain as w\n"
         "c = w.Client()\n"
         "def f():\n"
         "    return w.Chain(c, '').v3.pay.transactions.outTradeNo._out_trade_no_\n"
         "n = 20000\n"
         "print(min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6)\n"
-    ).format(site=str(site))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout)
 
@@ -97,14 +101,27 @@ def main(argv: list[str] | None = None) -> int:
             # Warm caches for the warm rows (the user script never changes between runs).
             subprocess.run(
                 [*mypy, "--cache-dir", str(work / cache / "cache"), str(USER)],
-                env={**os.environ, "PYTHONPATH": str(site)}, check=False, capture_output=True,
+                env={**os.environ, "PYTHONPATH": str(site)},
+                cwd=work,
+                check=False,
+                capture_output=True,
             )
-        farm("mypy --strict, cold", [*mypy, "--cache-dir=/dev/null", str(USER)],
-             [*mypy, "--cache-dir=/dev/null", str(USER)], str(typed), str(base), args.runs)
-        farm("mypy --strict, warm",
-             [*mypy, "--cache-dir", str(work / "typed" / "cache"), str(USER)],
-             [*mypy, "--cache-dir", str(work / "base" / "cache"), str(USER)],
-             str(typed), str(base), args.runs)
+        farm(
+            "mypy --strict, cold",
+            [*mypy, "--cache-dir=/dev/null", str(USER)],
+            [*mypy, "--cache-dir=/dev/null", str(USER)],
+            str(typed),
+            str(base),
+            args.runs,
+        )
+        farm(
+            "mypy --strict, warm",
+            [*mypy, "--cache-dir", str(work / "typed" / "cache"), str(USER)],
+            [*mypy, "--cache-dir", str(work / "base" / "cache"), str(USER)],
+            str(typed),
+            str(base),
+            args.runs,
+        )
         pyright = str(BIN / "pyright")
         if Path(pyright).exists():
             config = work / "pyrightconfig.json"
