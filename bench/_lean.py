@@ -79,11 +79,8 @@ class _H11ResponseParser:
         h11 = self._h11
         conn = self._conn
         if conn.our_state is h11.IDLE:  # h11 must see a request go out before the answer
-            conn.send(
-                h11.Request(
-                    method="POST", target="/", headers=[("Host", "x"), ("Content-Length", "0")]
-                )
-            )
+            conn.send(h11.Request(method="POST", target="/", headers=[("Host", "x"),
+                                                                      ("Content-Length", "0")]))
             conn.send(h11.EndOfMessage())
         conn.receive_data(data)
         while True:

@@ -181,18 +181,12 @@ def main() -> int:
     cpu = asyncio.run(run())
     print(f"CPU per request, median of {repeat} × {n} (MockTransport, no sockets):")
     print(f"  crypto + JSON, called directly      {cpu['crypto']:7.0f} µs")
-    print(
-        f"  + httpx models only, no AsyncClient {cpu['direct']:7.0f} µs"
-        f"   (+{cpu['direct'] - cpu['crypto']:.0f})"
-    )
-    print(
-        f"  + httpx client layer (bare httpx)   {cpu['httpx']:7.0f} µs"
-        f"   (+{cpu['httpx'] - cpu['crypto']:.0f})"
-    )
-    print(
-        f"  wechatpay-chain instead             {cpu['chain']:7.0f} µs"
-        f"   (SDK's own: {cpu['chain'] - cpu['httpx']:+.0f})"
-    )
+    print(f"  + httpx models only, no AsyncClient {cpu['direct']:7.0f} µs"
+          f"   (+{cpu['direct'] - cpu['crypto']:.0f})")
+    print(f"  + httpx client layer (bare httpx)   {cpu['httpx']:7.0f} µs"
+          f"   (+{cpu['httpx'] - cpu['crypto']:.0f})")
+    print(f"  wechatpay-chain instead             {cpu['chain']:7.0f} µs"
+          f"   (SDK's own: {cpu['chain'] - cpu['httpx']:+.0f})")
     if args.profile:
         profile = cProfile.Profile()
         asyncio.run(step_chain(options, transport, n, profile))

@@ -277,12 +277,8 @@ class HandWritten:
         return self.header(timestamp, nonce, self.sign(message))
 
     def verify(
-        self,
-        timestamp: str | None,
-        nonce: str | None,
-        signature: str | None,
-        serial: str | None,
-        body: bytes,
+        self, timestamp: str | None, nonce: str | None, signature: str | None,
+        serial: str | None, body: bytes,
     ) -> None:
         if not (timestamp and nonce and signature and serial):
             raise RuntimeError("answer is not signed")
@@ -486,7 +482,9 @@ def make_sync_row(
             if loop is None:
                 loop = local.loop = asyncio.new_event_loop()
                 loops.append(loop)
-            response = loop.run_until_complete(client.v3.pay.transactions.native.post(json=PAYLOAD))
+            response = loop.run_until_complete(
+                client.v3.pay.transactions.native.post(json=PAYLOAD)
+            )
             if response.json().get("code_url") != CODE_URL:
                 raise RuntimeError(f"unexpected answer body {response.content[:300]!r}")
 
@@ -823,11 +821,8 @@ def spawn_php(config: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             measured = json.loads(lines[-1]) if lines else {}
         if proc.returncode != 0 or "error" in measured or "rate" not in measured:
-            tail = (
-                proc.stderr.strip().splitlines()
-                or proc.stdout.strip().splitlines()
-                or ["no output"]
-            )[-1]
+            tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines()
+                    or ["no output"])[-1]
             return {"row": name, "error": f"{scenario}: {measured.get('error') or tail}"[:300]}
         result[scenario] = measured
     return result
@@ -863,20 +858,8 @@ def machine() -> dict[str, Any]:
                 break
     versions = {}
     for dist in (
-        "httpx",
-        "httpcore",
-        "anyio",
-        "sniffio",
-        "cryptography",
-        "h11",
-        "httptools",
-        "aiohttp",
-        "httpx-aiohttp",
-        "curl_cffi",
-        "httpx-curl-cffi",
-        "pyreqwest",
-        "uvloop",
-        "trio",
+        "httpx", "httpcore", "anyio", "sniffio", "cryptography", "h11", "httptools", "aiohttp",
+        "httpx-aiohttp", "curl_cffi", "httpx-curl-cffi", "pyreqwest", "uvloop", "trio",
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
@@ -944,7 +927,9 @@ def table(summary: dict[str, Any]) -> str:
         c64, seq = entry.get("c64"), entry.get("seq")
         cells.append(f"{c64.get('connections', 0):.0f}" if c64 else "–")
         cells.append(f"{c64['rss_mb']:.0f}" if c64 else "–")
-        cells.append(f"{seq['server_cpu']:.0%} / {c64['server_cpu']:.0%}" if seq and c64 else "–")
+        cells.append(
+            f"{seq['server_cpu']:.0%} / {c64['server_cpu']:.0%}" if seq and c64 else "–"
+        )
         failed = sum(entry[sc]["errors"] for sc in SCENARIOS if sc in entry)
         if failed:
             entry.setdefault("note", f"{failed} failed requests")
@@ -1010,13 +995,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 results[name] = spawn_row(config)
                 r = results[name]
-                brief = (
-                    r.get("error")
-                    or r.get("skipped")
-                    or "  ".join(
-                        f"{s} {r[s]['rate']:.0f}/s {r[s]['cpu_us']:.0f}µs srv {r[s]['server_cpu']:.0%}"
-                        for s in SCENARIOS
-                    )
+                brief = r.get("error") or r.get("skipped") or "  ".join(
+                    f"{s} {r[s]['rate']:.0f}/s {r[s]['cpu_us']:.0f}µs srv {r[s]['server_cpu']:.0%}"
+                    for s in SCENARIOS
                 )
                 print(f"  run {number + 1} {name:22} {brief}", file=sys.stderr, flush=True)
             runs.append(results)

@@ -26,7 +26,7 @@ async def status(client: Client, order: str) -> str:
     resp = await client.v3.pay.transactions.outTradeNo._out_trade_no_.get(
         out_trade_no=order, query={"mchid": "1230000109"}
     )
-    state: str = resp.json()["trade_state"]
+    state: str = resp.json().get("trade_state", "")
     return state
 
 
