@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _paths import FIXTURES
 from hypothesis import HealthCheck, settings
 
 # Shared 2-core machines: a slow example is load, not a bug. Keep the checks, drop the clock.
@@ -13,7 +14,6 @@ settings.register_profile(
 )
 settings.load_profile("wechatpay")
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
