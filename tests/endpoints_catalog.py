@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from pathlib import Path
+
+from _paths import PROJECT
 
 __all__ = ["CURATED", "DOCUMENTED", "ENDPOINTS", "FLAGS", "Endpoint"]
 
-SCHEMA = Path(__file__).resolve().parent.parent / "tools" / "endpoints.json"
+SCHEMA = PROJECT / "tools" / "endpoints.json"
 
 FLAGS = frozenset({"security", "download", "unsigned", "upload"})
 

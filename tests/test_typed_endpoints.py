@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _paths import PROJECT as ROOT
 
 from wechatpay_chain import Chain, Client
 from wechatpay_chain.testing import FakeWechatPay
 
-ROOT = Path(__file__).resolve().parent.parent
 TYPING = ROOT / "tests" / "typing"
 sys.path.insert(0, str(ROOT / "tools"))
 
