@@ -262,7 +262,15 @@ def render_node(module: Module, node: Node, ref: dict[str, str]) -> None:
             continue
         if call is None:
             assert kid is not None
-            body += ["    @property", f"    def {method}(self) -> {ref[kid.template]}: ..."]
+            # A segment named like a verb the page does not document: the child node, and
+            # still the untyped verb when called, as at run time.
+            verb_cls = module.unique(f"{node.cls}_{method.capitalize()}Verb")
+            verb_classes += [
+                f"class {verb_cls}({ref[kid.template]}):",
+                "    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...",
+                "",
+            ]
+            body += ["    @property", f"    def {method}(self) -> {verb_cls}: ..."]
             continue
         params, answer = signature(module, node, method, call)
         doc = f'        """{method.upper()} {node.template}: {call["title"]} ({call["link"]})"""'

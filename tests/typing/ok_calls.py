@@ -48,6 +48,10 @@ async def v3_calls(client: Client, dynamic: str) -> None:
     # Item access for a segment no attribute can spell, a keyword segment, a typed node as a Chain.
     as_chain: Chain = client.v3.global_.statements
     assert_type(client.v3.applyment4sub.applyment[""], Applyment4sub_Applyment_Slash)
+    # A segment named like a verb: chain through it, or call it (the untyped DELETE).
+    receivers = client.v3.ecommerce.profitsharing.receivers
+    await receivers.delete.post(json={"appid": "wx1", "type": "MERCHANT_ID", "account": "1"})
+    await receivers.delete()
     print(code_url, total, state, as_chain)
 
 

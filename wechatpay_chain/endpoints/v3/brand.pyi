@@ -1356,12 +1356,15 @@ class Brand_Profitsharing_Orders_ByTransactionId_Amounts(Node):
         """GET v3/brand/profitsharing/orders/{transaction_id}/amounts: 查询订单剩余待分金额 (https://pay.weixin.qq.com/doc/v3/partner/4012467021)"""
         ...
 
+class Brand_Profitsharing_Receivers_DeleteVerb(Brand_Profitsharing_Receivers_Delete):
+    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...
+
 class Brand_Profitsharing_Receivers(Node):
     """v3/brand/profitsharing/receivers"""
     @property
     def add(self) -> Brand_Profitsharing_Receivers_Add: ...
     @property
-    def delete(self) -> Brand_Profitsharing_Receivers_Delete: ...
+    def delete(self) -> Brand_Profitsharing_Receivers_DeleteVerb: ...
 
 class Brand_Profitsharing_Receivers_Add_Post_Json(TypedDict, total=False):
     brand_mchid: Required[str]

@@ -1400,12 +1400,15 @@ class Ecommerce_Profitsharing_Orders_ByTransactionId_Amounts(Node):
         """GET v3/ecommerce/profitsharing/orders/{transaction_id}/amounts: 查询订单剩余待分金额 (https://pay.weixin.qq.com/doc/v3/partner/4012477751)"""
         ...
 
+class Ecommerce_Profitsharing_Receivers_DeleteVerb(Ecommerce_Profitsharing_Receivers_Delete):
+    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...
+
 class Ecommerce_Profitsharing_Receivers(Node):
     """v3/ecommerce/profitsharing/receivers"""
     @property
     def add(self) -> Ecommerce_Profitsharing_Receivers_Add: ...
     @property
-    def delete(self) -> Ecommerce_Profitsharing_Receivers_Delete: ...
+    def delete(self) -> Ecommerce_Profitsharing_Receivers_DeleteVerb: ...
 
 class Ecommerce_Profitsharing_Receivers_Add_Post_Json(TypedDict, total=False):
     appid: Required[str]

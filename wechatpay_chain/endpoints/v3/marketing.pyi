@@ -4236,6 +4236,9 @@ class Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_Get_Answer(Typ
     activity_id: str
     data: list[Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_Get_Answer_Data]
 
+class Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_DeleteVerb(Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_Delete):
+    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...
+
 class Marketing_Paygiftactivity_Activities_ByActivityId_Merchants(Node):
     """v3/marketing/paygiftactivity/activities/{activity_id}/merchants"""
     @property
@@ -4247,7 +4250,7 @@ class Marketing_Paygiftactivity_Activities_ByActivityId_Merchants(Node):
         """GET v3/marketing/paygiftactivity/activities/{activity_id}/merchants: 查询活动发券商户号 (https://pay.weixin.qq.com/doc/v3/merchant/4012466149)"""
         ...
     @property
-    def delete(self) -> Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_Delete: ...
+    def delete(self) -> Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_DeleteVerb: ...
 
 class Marketing_Paygiftactivity_Activities_ByActivityId_Merchants_Add_Post_Json(TypedDict, total=False):
     merchant_id_list: list[str]

@@ -901,10 +901,13 @@ class Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid(Node
     @property
     def _sp_openid_(self) -> Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid: ...
 
+class Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid_DeleteVerb(Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid_Delete):
+    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...
+
 class Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid(Node):
     """v3/platsolution/ecommerce/recharge-employees/sub-mchid/{sub_mchid}/sp-openid/{sp_openid}"""
     @property
-    def delete(self) -> Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid_Delete: ...
+    def delete(self) -> Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid_DeleteVerb: ...
 
 class Platsolution_Ecommerce_RechargeEmployees_SubMchid_BySubMchid_SpOpenid_BySpOpenid_Delete(Node):
     """v3/platsolution/ecommerce/recharge-employees/sub-mchid/{sub_mchid}/sp-openid/{sp_openid}/delete"""

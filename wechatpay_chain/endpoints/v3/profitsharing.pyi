@@ -177,12 +177,15 @@ class Profitsharing_Orders_ByOutOrderNo(Node):
         """GET v3/profitsharing/orders/{out_order_no}: 查询分账结果 (https://pay.weixin.qq.com/doc/v3/merchant/4012525210)"""
         ...
 
+class Profitsharing_Receivers_DeleteVerb(Profitsharing_Receivers_Delete):
+    def __call__(self, **options: Any) -> Awaitable[httpx.Response]: ...
+
 class Profitsharing_Receivers(Node):
     """v3/profitsharing/receivers"""
     @property
     def add(self) -> Profitsharing_Receivers_Add: ...
     @property
-    def delete(self) -> Profitsharing_Receivers_Delete: ...
+    def delete(self) -> Profitsharing_Receivers_DeleteVerb: ...
 
 class Profitsharing_Receivers_Add_Post_Json(TypedDict, total=False):
     sub_mchid: str
