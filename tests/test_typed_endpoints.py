@@ -44,6 +44,16 @@ def test_committed_stubs_are_what_the_generator_makes_from_the_schema() -> None:
     assert stale == [], f"run: python tools/gen_endpoints.py render ({stale[:5]})"
 
 
+def test_typed_options_are_the_options_a_call_takes() -> None:
+    from wechatpay_chain._options import OPTIONS
+
+    base = (ROOT / "wechatpay_chain" / "endpoints" / "_base.pyi").read_text("utf-8")
+    common = base.split("class V3Options", 1)[1].split("class ", 1)[0]
+    typed = set(re.findall(r"^    (\w+): ", common, re.M))
+    per_call = {"json", "xml", "query", "headers", "body", "security", "nonceless"}
+    assert typed | per_call == OPTIONS
+
+
 def test_schema_covers_v2_and_v3_with_methods_titles_and_links() -> None:
     endpoints = SCHEMA["endpoints"]
     pairs = {(e["method"], e["template"]) for e in endpoints}

@@ -339,6 +339,7 @@ class V3Options(TypedDict, total=False):
     extensions: Mapping[str, Any]
     retry: RetryPolicy | bool
     idempotent: bool
+    deadline: float | None
 
 class V2Options(V3Options, total=False):
     """The options every APIv2 call takes (``security=``/``nonceless=`` are per call)."""
