@@ -74,6 +74,7 @@ class Client(_TypedRoot):
         merchant_cert: object = None,
         merchant_key: object = None,
         merchant_key_password: str | bytes | None = None,
+        private_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
         base_uri: str | None = None,
         retry: RetryPolicy | None = None,
@@ -101,6 +102,7 @@ class Client(_TypedRoot):
             merchant_cert=merchant_cert,
             merchant_key=merchant_key,
             merchant_key_password=merchant_key_password,
+            private_key_password=private_key_password,
             base_url=base_uri if base_uri is not None else base_url,
         )
         if not isinstance(parallel_signing, bool):
