@@ -10,6 +10,7 @@ event loop) so that the sweep costs calls, not connection setups.
 from __future__ import annotations
 
 import contextvars
+import json
 import keyword
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +28,7 @@ from wechatpay_chain import (
     UploadForm,
     VerificationError,
 )
-from wechatpay_chain.protocol.v2 import is_unsigned_answer
+from wechatpay_chain.protocol.v2 import JSON_ANSWER_PATHS, is_unsigned_answer
 from wechatpay_chain.protocol.v3 import is_unsigned_v3
 from wechatpay_chain.testing import FakeWechatPay, Reply
 from wechatpay_chain.testing._catchall import echo
@@ -47,28 +48,6 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def endpoint_ids(endpoints: tuple[Endpoint, ...]) -> list[str]:
     return [e.id for e in endpoints]
-
-
-#: Documented calls the client does not handle yet. Strict: the fix makes the test say so.
-KNOWN_GAPS = {
-    "GET v2/appauth/getaccesstoken": (
-        "its documented answer (retcode, access_token...) has no sign, but the APIv2 verifier "
-        "requires one: is_unsigned_answer does not list appauth/getaccesstoken"
-    ),
-}
-
-
-def sweep(endpoints: tuple[Endpoint, ...]) -> list[Any]:
-    return [
-        pytest.param(
-            e,
-            id=e.id,
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[e.id])]
-            if e.id in KNOWN_GAPS
-            else [],
-        )
-        for e in endpoints
-    ]
 
 
 # --- the attribute form, derived from the template (DESIGN.md §3) ------------------------
@@ -146,7 +125,9 @@ def prepare(server: FakeWechatPay, endpoint: Endpoint) -> None:
     server.catch_all()
     if endpoint.api == "v2" and endpoint.upload:
         return  # the fake's own upload handler answers: the stored file is checked
-    if endpoint.api == "v2" and endpoint.download:
+    if endpoint.api == "v2" and json_answer(endpoint):
+        server.route(endpoint.method, endpoint.template, json_echo)
+    elif endpoint.api == "v2" and endpoint.download:
         server.route(
             endpoint.method,
             endpoint.template,
@@ -154,6 +135,16 @@ def prepare(server: FakeWechatPay, endpoint: Endpoint) -> None:
         )
     elif seeded:
         server.route(endpoint.method, endpoint.template, echo)
+
+
+def json_answer(endpoint: Endpoint) -> bool:
+    """An APIv2 endpoint that answers JSON, not XML (``appauth/getaccesstoken``)."""
+    return endpoint.template.removeprefix("v2/") in JSON_ANSWER_PATHS
+
+
+def json_echo(request: Any) -> Reply:
+    echo = {"retcode": 0, "echo_method": request.method, "echo_path": request.path}
+    return Reply(body=json.dumps(echo).encode(), headers={"Content-Type": "application/json"})
 
 
 def check_answer(
@@ -187,6 +178,11 @@ def check_answer(
         return
     if endpoint.download:
         assert resp.content == BILL
+        return
+    if json_answer(endpoint):
+        answer = resp.json()
+        assert (answer["echo_method"], answer["echo_path"]) == (endpoint.method, path)
+        assert endpoint.unsigned
         return
     fields = Transformer.to_dict(resp.content)
     assert (fields["echo_method"], fields["echo_path"]) == (endpoint.method, path)
@@ -240,10 +236,6 @@ def client_for(clients: dict[int, Client], server: FakeWechatPay) -> Client:
 
 
 # --- the catalog itself -------------------------------------------------------------------
-def test_known_gaps_are_catalogued_endpoints() -> None:
-    assert set(KNOWN_GAPS) <= {e.id for e in ENDPOINTS}
-
-
 def test_catalog_lists_real_endpoints_once() -> None:
     assert len(ENDPOINTS) >= 1100
     assert {e.id for e in DOCUMENTED} <= {e.id for e in ENDPOINTS}  # all the typed layer has
@@ -280,7 +272,7 @@ def test_attribute_form_follows_the_segment_rules() -> None:
 
 # --- every endpoint -----------------------------------------------------------------------
 @pytest.mark.anyio
-@pytest.mark.parametrize("endpoint", sweep(ENDPOINTS))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=endpoint_ids(ENDPOINTS))
 async def test_endpoint_is_reached_and_its_answer_verified(
     request: pytest.FixtureRequest,
     anyio_backend: str,
@@ -315,7 +307,7 @@ async def test_endpoint_is_reached_and_its_answer_verified(
             await unsigned
 
 
-@pytest.mark.parametrize("endpoint", sweep(ENDPOINTS))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=endpoint_ids(ENDPOINTS))
 def test_endpoint_answers_its_blocking_twin(
     request: pytest.FixtureRequest, sync_clients: dict[int, Client], endpoint: Endpoint
 ) -> None:
