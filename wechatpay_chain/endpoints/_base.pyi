@@ -16,6 +16,8 @@ from wechatpay_chain import Chain, RetryPolicy, Sink, UploadForm
 _T = TypeVar("_T")
 
 Headers = Mapping[str, str]
+#: timeout= as (connect, read, write, pool) seconds.
+Phases = tuple[float | None, float | None, float | None, float | None]
 Body = bytes | str | Iterable[bytes] | AsyncIterable[bytes] | UploadForm
 
 class V3Options(TypedDict, total=False):
@@ -24,7 +26,7 @@ class V3Options(TypedDict, total=False):
     base_url: str
     base_uri: str
     sink: str | os.PathLike[str] | BinaryIO | Sink
-    timeout: float | httpx.Timeout | None
+    timeout: float | httpx.Timeout | Phases | None
     extensions: Mapping[str, Any]
     retry: RetryPolicy | bool
     idempotent: bool
