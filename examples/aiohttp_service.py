@@ -22,6 +22,9 @@ from wechatpay_chain.notifications import Notification, V2PayNotification
 
 
 def create_app(client: Client, appid: str, notify_url: str) -> web.Application:
+    mchid = client.config.mchid
+    if mchid is None:
+        raise ValueError("the client has no mchid: APIv3 payments need one")
     orders: dict[str, str] = {}
 
     async def create_order(request: web.Request) -> web.Response:
@@ -29,7 +32,7 @@ def create_app(client: Client, appid: str, notify_url: str) -> web.Application:
         try:
             resp = await client.v3.pay.transactions.native.post(json={
                 "appid": appid,
-                "mchid": client.config.mchid,
+                "mchid": mchid,
                 "description": order["description"],
                 "out_trade_no": order["out_trade_no"],
                 "notify_url": notify_url,

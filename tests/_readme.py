@@ -4,6 +4,9 @@ Every block runs as written unless the line right before its fence is a marker c
 
 - ``<!-- readme-test: skip REASON -->``: the block needs what a test cannot have (a real
   merchant key file, a KMS, a database); it is still compiled, so its syntax cannot rot.
+- ``<!-- readme-test: mypy-errors -->``: the block shows what mypy says about wrong calls: it is
+  not run; ``mypy --strict`` must report an error on every line ending in ``# error: MESSAGE``
+  (MESSAGE among that line's messages) and nowhere else. Names as for ``setup client``.
 - ``<!-- readme-test: setup NAME -->``: the block is a fragment of a larger story; it runs as
   the body of an ``async def`` (so it may ``await``) in the namespace :data:`PRELUDES` builds
   for ``NAME``: a fake WeChat Pay server and a client for it, plus the few names the prose
@@ -34,7 +37,7 @@ from wechatpay_chain import Client
 from wechatpay_chain.testing import FakeWechatPay
 
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")  # indented too: a block inside a list item
-_MARKER = re.compile(r"^<!--\s*readme-test:\s*(\w+)\s*(.*?)\s*-->\s*$")
+_MARKER = re.compile(r"^<!--\s*readme-test:\s*([\w-]+)\s*(.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,14 @@ class Block:
     @property
     def id(self) -> str:
         return f"README.md:{self.line}"
+
+    def expected_errors(self) -> dict[int, str]:
+        """README line -> the mypy message its ``# error:`` comment announces."""
+        found = {}
+        for offset, line in enumerate(self.code.splitlines()):
+            if "# error: " in line:
+                found[self.line + offset] = line.split("# error: ", 1)[1].strip()
+        return found
 
 
 def python_blocks(text: str) -> list[Block]:
@@ -96,6 +107,7 @@ async def _client(server: FakeWechatPay, client: Client, stack: ExitStack) -> di
     from wechatpay_chain.crypto import rsa_encrypt_oaep
 
     server.catch_all()
+    server.route("POST", "v3/pay/transactions/native", lambda _: {"code_url": "weixin://wxpay/1"})
     server.files.add_bill(BILL, bill_date="2024-01-31")
     server.files.add_bill(BILL, bill_date="2024-01-31", bill_type="BASIC", kind="fundflow")
     Path("logo.png").write_bytes(b"\x89PNG\r\n\x1a\n a logo")
@@ -154,7 +166,8 @@ PRELUDE_TYPES: dict[str, str] = {
 
 def compile_block(block: Block) -> Any:
     """The block's code object; fragments (``setup``) may ``await`` at the top level."""
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if block.marker == "setup" else 0
+    fragment = block.marker in ("setup", "mypy-errors")
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if fragment else 0
     # Line numbers in tracebacks are README lines.
     source = "\n" * (block.line - 1) + block.code
     return compile(source, "README.md", "exec", flags=flags, dont_inherit=True)
@@ -210,10 +223,11 @@ async def _notify_app(namespace: dict[str, Any], server: FakeWechatPay) -> None:
 def mypy_source(block: Block) -> str:
     """The block as a module mypy can check: a fragment becomes the body of an ``async def``
     after declarations of its prelude's names."""
-    if block.marker != "setup":
+    if block.marker not in ("setup", "mypy-errors"):
         return block.code
     body = "".join(f"    {line}" if line.strip() else line for line in block.code.splitlines(True))
-    return f"{PRELUDE_TYPES.get(block.argument, '')}\n\nasync def _fragment() -> None:\n{body}"
+    prelude = PRELUDE_TYPES[block.argument or "client"]
+    return f"{prelude}\n\nasync def _fragment() -> None:\n{body}"
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"

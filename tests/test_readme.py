@@ -16,7 +16,8 @@ import pytest
 from _readme import README, Block, compile_block, mypy_source, python_blocks, run_block
 
 BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
-RUNNABLE = [b for b in BLOCKS if b.marker != "skip"]
+RUNNABLE = [b for b in BLOCKS if b.marker not in ("skip", "mypy-errors")]
+TYPED = [b for b in BLOCKS if b.marker != "skip"]
 
 
 def test_readme_has_python_blocks_and_markers_are_known() -> None:
@@ -26,7 +27,7 @@ def test_readme_has_python_blocks_and_markers_are_known() -> None:
         if line.strip().startswith("<!--") and "readme-test:" in line:  # right above its block
             assert lines[number].strip().startswith("```py"), f"README.md:{number}: no block"
     for block in BLOCKS:
-        assert block.marker in (None, "skip", "setup"), block.id
+        assert block.marker in (None, "skip", "setup", "mypy-errors"), block.id
         if block.marker == "skip":
             assert block.argument, f"{block.id}: a skipped block says why"
 
@@ -47,7 +48,7 @@ def test_block_runs_against_the_fake_server(
 
 def test_blocks_pass_mypy_strict(tmp_path: Path) -> None:
     files: dict[str, Block] = {}
-    for block in RUNNABLE:  # skipped blocks name placeholders (a KMS, key files)
+    for block in TYPED:  # skipped blocks name placeholders (a KMS, key files)
         name = f"readme_{block.line}.py"
         (tmp_path / name).write_text(mypy_source(block), encoding="utf-8")
         files[name] = block
@@ -58,20 +59,28 @@ def test_blocks_pass_mypy_strict(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**os.environ, "MYPYPATH": str(README.parent)},  # the editable install's source
     )
-    errors = [
-        _readme_line(line, files) for line in result.stdout.splitlines() if ": error:" in line
+    reported: dict[int, list[str]] = {}
+    unexpected = []
+    for line in result.stdout.splitlines():
+        found = re.match(r"(readme_\d+\.py):(\d+): error: (.*)", line)
+        if found is None:
+            continue
+        block = files[found.group(1)]
+        number = _readme_line(block, int(found.group(2)))
+        reported.setdefault(number, []).append(found.group(3))
+        if number not in block.expected_errors():
+            unexpected.append(f"README.md:{number}: {found.group(3)}")
+    missing = [
+        f"README.md:{number}: mypy did not say {message!r}: {reported.get(number, [])}"
+        for block in TYPED
+        for number, message in block.expected_errors().items()
+        if not any(message in said for said in reported.get(number, []))
     ]
-    assert result.returncode == 0 and not errors, "\n".join(errors) or result.stdout
+    assert "error:" in result.stdout or result.returncode == 0, result.stdout + result.stderr
+    assert not unexpected and not missing, "\n".join(unexpected + missing)
 
 
-def _readme_line(line: str, files: dict[str, Block]) -> str:
-    """mypy's ``readme_N.py:L: error`` as ``README.md:line: error``."""
-    found = re.match(r"(readme_\d+\.py):(\d+):(.*)", line)
-    if found is None:
-        return line
-    block = files[found.group(1)]
-    offset = int(found.group(2))
-    if block.marker == "setup":
-        source = mypy_source(block).splitlines()
-        offset -= len(source) - len(block.code.splitlines())
-    return f"README.md:{block.line + offset - 1}:{found.group(3)}"
+def _readme_line(block: Block, line: int) -> int:
+    """The README line of line ``line`` of the block's mypy source."""
+    header = len(mypy_source(block).splitlines()) - len(block.code.splitlines())
+    return block.line + line - header - 1
