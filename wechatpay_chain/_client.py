@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import socket
+import ssl
 from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -465,12 +467,10 @@ class Client:
         try:
             return await Client._dispatch(pool, request)
         except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
-            # TLS 1.3 reports a refused client certificate on the first read, as a bare error
-            # or as a disconnect.
+            host = httpx.URL(request.url).host
             raise type(exc)(
-                f"security=True request to {httpx.URL(request.url).host} failed at the TLS "
-                f"layer or the connection dropped; if it persists, check that merchant_cert is "
-                f"the merchant's current API certificate ({type(exc).__name__}: {exc})",
+                f"security=True request to {host} {_tls_failure(exc)} "
+                f"({type(exc).__name__}: {exc})",
                 request=exc._request or httpx.Request(request.method, request.url),
             ) from exc
 
@@ -541,4 +541,33 @@ def default_stack(config: Config) -> Stack:
             ("signer", SignRequest(config)),
             ("verifier", VerifyAnswer(config)),
         ]
+    )
+
+
+def _tls_failure(exc: BaseException) -> str:
+    """What went wrong in a mutual-TLS exchange, blaming the merchant certificate only when the
+    server is what refused it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Our side refused the server's certificate: merchant_cert played no part.
+            return (
+                "failed: the server's certificate did not verify "
+                f"({cause.verify_message}); check verify= (the trusted CA bundle)"
+            )
+        if isinstance(cause, ssl.SSLError):
+            if "ALERT" in str(cause).upper() or "CERTIFICATE_REQUIRED" in str(cause).upper():
+                return (
+                    "was refused by the server during the TLS handshake; check that "
+                    "merchant_cert is the merchant's current API certificate"
+                )
+            return "failed in the TLS handshake"
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return "could not connect"
+        cause = cause.__cause__ or cause.__context__
+    # TLS 1.3 reports a refused client certificate on the first read, as a bare error or as a
+    # disconnect; it is one guess among others, so it is worded as one.
+    return (
+        "failed at the TLS layer or the connection dropped; if it persists, check that "
+        "merchant_cert is the merchant's current API certificate"
     )
