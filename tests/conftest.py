@@ -13,7 +13,8 @@ settings.register_profile(
 )
 settings.load_profile("wechatpay")
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+# Inside the project, so that the tests of an unpacked sdist find them too.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -24,5 +25,5 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES}")
+        pytest.fail(f"test fixtures not found at {FIXTURES}")
     return FIXTURES

@@ -22,7 +22,7 @@ from wechatpay_chain.crypto import (
 
 KEY = "0123456789abcdef0123456789abcdef"
 NONCE = "0123456789abcdef"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 keys = st.binary(min_size=32, max_size=32)
 nonces = st.binary(min_size=12, max_size=12)

@@ -22,7 +22,7 @@ from wechatpay_chain.crypto import (
     sm3,
 )
 
-LOGO = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "logo.png"
+LOGO = Path(__file__).resolve().parent / "fixtures" / "logo.png"
 LOGO_SHA256 = "01c9b1153143ad6927290a6523a1e3c98291f58388d44e59c8d2d8a98a8d1050"
 
 

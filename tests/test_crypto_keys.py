@@ -34,7 +34,7 @@ from wechatpay_chain.crypto import (
     load_public_key,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PKCS1 = serialization.PrivateFormat.TraditionalOpenSSL
 PKCS8 = serialization.PrivateFormat.PKCS8
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo

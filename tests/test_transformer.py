@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from wechatpay_chain._exceptions import InvalidArgumentError
 from wechatpay_chain._transformer import Transformer, field_text
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture(name: str) -> bytes:

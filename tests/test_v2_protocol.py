@@ -19,7 +19,7 @@ from wechatpay_chain._v2 import (
     verify_answer,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 KEY = "192006250b4c09247ec02edce69f6a2d"
 VECTOR = {
