@@ -417,3 +417,35 @@ def test_a_closed_pipe_is_neither_an_error_nor_noise(
     tampered.write_bytes(body.replace(b'"summary":"', b'"summary":"!', 1))
     failed = run(*verify[:-1], str(tampered))
     assert failed.returncode == EXIT_VERIFICATION
+
+
+def test_request_security_presents_the_merchant_certificate(
+    wechatpay_tls_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    server = wechatpay_tls_server
+    assert server.ca is not None
+    m = server.merchant
+    (tmp_path / "ca.pem").write_bytes(server.ca.pem)
+    (tmp_path / "apiclient_cert.pem").write_bytes(server.ca.client_pem(m.mchid, m.private_key))
+    fields = {
+        "coupon_stock_id": "1717", "openid_count": 1, "partner_trade_no": "cli-mtls-1",
+        "openid": "o-cli", "appid": "wx1", "mch_id": m.mchid,
+    }  # fmt: skip
+    command = [
+        "request", "v2/mmpaymkttransfers/send_coupon", "-X", "POST", "--security",
+        "--xml", json.dumps(fields), "--secret", m.secret,
+        *merchant_args(server, tmp_path), "--merchant-cert", str(tmp_path / "apiclient_cert.pem"),
+    ]  # fmt: skip
+    sent, untrusted = run_together(
+        [*command, "--cacert", str(tmp_path / "ca.pem")],
+        command,  # the system's CAs do not know the test CA
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "<result_code><![CDATA[SUCCESS]]></result_code>" in sent.stdout
+    assert server.requests[-1].template == "v2/mmpaymkttransfers/send_coupon"
+    assert untrusted.returncode == EXIT_NETWORK
+    assert "the server's certificate did not verify" in untrusted.stderr
+    assert "--cacert" in untrusted.stderr
+    assert "merchant" not in untrusted.stderr
+    assert "security=True" not in untrusted.stderr and "--security request" in untrusted.stderr
+    assert untrusted.stdout == ""

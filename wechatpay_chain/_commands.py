@@ -78,6 +78,7 @@ def _say(text: str = "") -> None:
 _FLAGS = [
     (re.compile(r"certs=\{'(PUB_KEY_ID_[^']*)': '[^']*'\}"), r"-c \1=pub_key.pem"),
     (re.compile(r"\bbootstrap=False\b"), "--no-bootstrap"),
+    (re.compile(r"\bsecurity=True\b"), "--security"),
     (re.compile(r"\bcerts\b"), "-c/--cert"),
     (re.compile(r"\bapiv3_key\b"), f"--apiv3-key (or ${_APIV3_ENV})"),
     (re.compile(r"\bsecret \(the APIv2 key\)"), f"--secret (the APIv2 key, or ${_SECRET_ENV})"),
@@ -85,7 +86,7 @@ _FLAGS = [
     (re.compile(r"\bmerchant_key\b"), "--merchant-key"),
     (re.compile(r"\bprivate_key\b"), "-k/--private-key"),
     (re.compile(r"\bmchid is required\b"), "-m/--mchid is required"),
-    (re.compile(r"\bverify=(?= |\)|$)"), "the system CA bundle"),
+    (re.compile(r"\bverify=(?= |\)|$)"), "--cacert"),
 ]
 
 
@@ -181,6 +182,12 @@ def _merchant_options(parser: argparse.ArgumentParser, *, v3_only: bool = True) 
     parser.add_argument(
         "--base-url", help="another host, e.g. a fake server for tests (default: WeChat Pay)"
     )
+    parser.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="CA certificates (PEM) to trust for HTTPS instead of the system's: a proxy's, a "
+        "test server's",
+    )
 
 
 def _trust_options(parser: argparse.ArgumentParser) -> None:
@@ -211,6 +218,13 @@ def _client(args: argparse.Namespace, **overrides: Any) -> Client:
     }
     if getattr(args, "base_url", None):
         options["base_url"] = args.base_url
+    if getattr(args, "cacert", None):
+        import ssl
+
+        try:
+            options["verify"] = ssl.create_default_context(cafile=args.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise _Failure(f"--cacert {args.cacert}: {exc.strerror or exc}") from None
     options.update(overrides)
     return Client(**options)
 
