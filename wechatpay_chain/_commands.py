@@ -223,7 +223,7 @@ def _client(args: argparse.Namespace, **overrides: Any) -> Client:
 
         try:
             options["verify"] = ssl.create_default_context(cafile=args.cacert)
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError too: not a PEM file
             raise _Failure(f"--cacert {args.cacert}: {exc.strerror or exc}") from None
     options.update(overrides)
     return Client(**options)
@@ -249,6 +249,8 @@ def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             message, status = _in_flags(str(exc)), EXIT_VERIFICATION
         except (_Failure, WechatpayError) as exc:
             message, status = _in_flags(str(exc)), EXIT_LOCAL
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # --base-url, PATH
+            message, status = str(exc), EXIT_LOCAL
         except httpx.HTTPError as exc:
             message, status = _in_flags(str(exc)), EXIT_NETWORK
         except OSError as exc:
