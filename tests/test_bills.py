@@ -19,7 +19,7 @@ from wechatpay_chain import (
     VerificationError,
     read_bill,
 )
-from wechatpay_chain._middlewares import is_unsigned_v3
+from wechatpay_chain.protocol.v3 import is_unsigned_v3
 from wechatpay_chain.testing import FakeWechatPay, make_bill
 
 pytestmark = pytest.mark.anyio

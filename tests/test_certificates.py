@@ -429,7 +429,7 @@ async def test_merchant_clients_share_one_connection_pool(
         apiv3_key=other.apiv3_key,
     )
     assert merchant.config is not wechatpay_client.config
-    assert merchant._transport is wechatpay_client._transport
+    assert merchant._connections is wechatpay_client._connections
     assert await list_coupons(wechatpay_client) == 200
     assert await list_coupons(merchant) == 200
     await merchant.aclose()  # leaves the shared pool open

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import wechatpay_chain
-from wechatpay_chain._commands import EXIT_API, EXIT_LOCAL, EXIT_NETWORK, EXIT_VERIFICATION
 from wechatpay_chain.cli import build_parser, main
+from wechatpay_chain.cli.commands import EXIT_API, EXIT_LOCAL, EXIT_NETWORK, EXIT_VERIFICATION
 from wechatpay_chain.testing import FakeWechatPay
 from wechatpay_chain.testing._fake import private_pem
 from wechatpay_chain.testing._notify import build_notification

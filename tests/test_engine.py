@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-import wechatpay_chain._engine as engine_module
-import wechatpay_chain._transport as transport_module
+import wechatpay_chain.transport.engine as engine_module
 from wechatpay_chain import Client
-from wechatpay_chain._engine import AsyncEngine
 from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.transport.engine import AsyncEngine
+from wechatpay_chain.transport.factory import PoolFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -519,8 +519,8 @@ async def test_tls_with_a_merchant_client_certificate(
     answer = await node.post(security=True, xml=xml)
     assert b"SUCCESS" in answer.content
     assert wechatpay_tls_server.requests[-1].tls_client_cert is True
-    pools = wechatpay_tls_client._transport.current()
-    secure = pools.secure(wechatpay_tls_client.config)
+    pools = wechatpay_tls_client._connections.current()
+    secure = pools.secure(wechatpay_tls_client.config.merchant_identity)
     assert isinstance(secure.http._transport, AsyncEngine)
     assert secure.http._transport.connections == 1
     plain = await wechatpay_tls_client.v3.certificates.get()
@@ -534,7 +534,7 @@ async def test_the_engine_is_the_default_on_asyncio(
 ) -> None:
     answer = await wechatpay_client.v3.certificates.get()
     assert answer.status_code == 200
-    pool = wechatpay_client._transport.current().plain
+    pool = wechatpay_client._connections.current().plain
     assert isinstance(pool.http._transport, AsyncEngine) and pool.direct
     assert answer.elapsed.total_seconds() > 0
     assert answer.request.headers["User-Agent"].startswith("wechatpay-chain/")
@@ -545,14 +545,14 @@ async def test_proxies_and_user_transports_keep_httpx(
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     client = wechatpay_server.client()
-    pool = client._transport.current().plain
+    pool = client._connections.current().plain
     assert not isinstance(pool.http._transport, AsyncEngine) and not pool.direct
     await client.aclose()
     monkeypatch.delenv("HTTPS_PROXY")
     mine = httpx.AsyncHTTPTransport()
     client = wechatpay_server.client(transport=mine)
     assert (await client.v3.certificates.get()).status_code == 200
-    pool = client._transport.current().plain
+    pool = client._connections.current().plain
     assert pool.http._transport is mine and not pool.direct
     await client.aclose()
     hooked: list[httpx.Request] = []
@@ -573,7 +573,7 @@ def test_trio_keeps_httpx_transport(wechatpay_server: FakeWechatPay) -> None:
 
     async def main() -> None:
         assert (await client.v3.certificates.get()).status_code == 200
-        pool = client._transport.current().plain
+        pool = client._connections.current().plain
         assert isinstance(pool.http._transport, httpx.AsyncHTTPTransport) and pool.direct
         await client.aclose()
 
@@ -583,10 +583,10 @@ def test_trio_keeps_httpx_transport(wechatpay_server: FakeWechatPay) -> None:
 def test_engine_switch_is_read_per_pool(
     wechatpay_server: FakeWechatPay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transport_module, "USE_ENGINE", False)
+    monkeypatch.setattr(PoolFactory, "use_engine", False)
     with wechatpay_server.client() as client:
         assert client.v3.certificates.get_sync().status_code == 200
-        (pools,) = client._transport._pools.values()  # the sync bridge's loop
+        (pools,) = client._connections._pools.values()  # the sync bridge's loop
         fallback = pools.plain.http._transport
         assert isinstance(fallback, httpx.AsyncHTTPTransport) and pools.plain.direct
         assert fallback._pool._max_keepalive_connections == 10  # httpcore scans its pool

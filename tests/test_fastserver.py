@@ -11,11 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from _bench_path import fastserver
 
-from wechatpay_chain import APIError, Client, _v3, crypto
+from wechatpay_chain import APIError, Client, crypto
+from wechatpay_chain.protocol import v3 as _v3
 from wechatpay_chain.testing import FakeRequest, Reply
-from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 from wechatpay_chain.testing._http import HTTPReply
+
+BenchmarkWechatPay = fastserver.BenchmarkWechatPay
 
 pytestmark = pytest.mark.anyio
 
@@ -192,7 +195,7 @@ def _other_key() -> bytes:
 def test_oversized_and_upgrade_requests_are_refused(
     bench_server: BenchmarkWechatPay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wechatpay_chain.testing import _fastserver
+    _fastserver = fastserver
 
     if _fastserver.httptools is None:
         pytest.fail("httptools is a runtime dependency and should be installed")

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from wechatpay_chain import InvalidArgumentError
-from wechatpay_chain._formatter import Formatter
+from wechatpay_chain.protocol.formatter import Formatter
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 # 61 degrees of freedom: the statistic exceeds 150 by chance about once in 10^9 runs, while
@@ -57,7 +57,7 @@ def test_the_uniformity_check_catches_modulo_bias() -> None:
 
 def test_nonce_rejects_bytes_that_would_bias_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # 248..255 must be dropped, not folded onto 0..7; 0..247 map to BASE62[b % 62].
-    from wechatpay_chain import _formatter
+    from wechatpay_chain.protocol import formatter as _formatter
 
     supplies = iter([bytes(range(244, 256)), bytes(range(256))])
     monkeypatch.setattr(_formatter._ENTROPY, "take", lambda n: next(supplies)[:n])
@@ -94,7 +94,7 @@ def test_query_string_is_the_apiv2_sign_message() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_never_repeats_its_parents_nonces() -> None:
-    from wechatpay_chain._formatter import _ENTROPY
+    from wechatpay_chain.protocol.formatter import _ENTROPY
 
     _ENTROPY.take(1)  # the parent now holds a buffer a child would inherit
     read, write = os.pipe()

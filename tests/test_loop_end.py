@@ -21,7 +21,7 @@ def coupon(server: FakeWechatPay, no: str) -> dict[str, str]:
 
 
 def open_connections(client: Client) -> int:
-    engines = [p.plain._direct for p in client._transport._pools.values()]
+    engines = [p.plain._direct for p in client._connections._pools.values()]
     return sum(e.connections for e in engines if e is not None)
 
 
@@ -59,11 +59,11 @@ def test_trio_run_without_aclose_closes_the_pools(wechatpay_server: FakeWechatPa
             openid="o-1", json=coupon(wechatpay_server, "t-1")
         )
         assert answer.status_code == 200
-        (pools,) = client._transport._pools.values()
+        (pools,) = client._connections._pools.values()
         return bool(pools.plain.http.is_closed)
 
     assert trio.run(main) is False
-    (pools,) = client._transport._pools.values()
+    (pools,) = client._connections._pools.values()
     assert pools.plain.http.is_closed  # closed when trio.run ended
     client.close()
 
@@ -83,7 +83,7 @@ def test_a_loop_closed_by_hand_is_forgotten_quietly() -> None:
             loop.close()
             asyncio.run(client.v3.certificates.get())
             gc.collect()
-            print("pools", len(client._transport._pools))
+            print("pools", len(client._connections._pools))
             client.close()
         """
     )

@@ -18,8 +18,8 @@ from wechatpay_chain import (
     VerificationError,
     crypto,
 )
-from wechatpay_chain._media import content_type_for
-from wechatpay_chain._v3 import parse_authorization, request_message
+from wechatpay_chain.middlewares.upload import content_type_for
+from wechatpay_chain.protocol.v3 import parse_authorization, request_message
 from wechatpay_chain.testing import FakeWechatPay
 from wechatpay_chain.testing._multipart import parts
 

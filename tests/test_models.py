@@ -7,8 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
-from wechatpay_chain import Client, _engine, _models, _transport, _v3
+from wechatpay_chain import Client
 from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.transport import engine as _engine
+from wechatpay_chain.transport import models as _models
+from wechatpay_chain.transport import pool as _pool
 
 pytestmark = pytest.mark.anyio
 
@@ -55,9 +58,9 @@ def test_a_changed_httpx_layout_falls_back_to_the_public_constructors(
 async def test_requests_work_on_the_public_constructors(
     wechatpay_server: FakeWechatPay, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
-    monkeypatch.setattr(_transport, "build_request", _models._public_request)
+    monkeypatch.setattr(_pool, "build_request", _models._public_request)
     monkeypatch.setattr(_engine, "build_response", _models._public_response)
-    monkeypatch.setattr(_v3, "header_items", _models._public_items)
+    monkeypatch.setattr(_models, "header_items", _models._public_items)
     client: Client = wechatpay_server.client()
     try:
         answer = await client.v3.marketing.favor.users._openid_.coupons.post(

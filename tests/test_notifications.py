@@ -21,8 +21,6 @@ from wechatpay_chain import (
     NotificationError,
     Transformer,
     VerificationError,
-    _v2,
-    _v3,
     crypto,
 )
 from wechatpay_chain.notifications import (
@@ -37,6 +35,8 @@ from wechatpay_chain.notifications import (
     V2PayNotification,
     V2RefundNotification,
 )
+from wechatpay_chain.protocol import v2 as _v2
+from wechatpay_chain.protocol import v3 as _v3
 from wechatpay_chain.testing import FakeWechatPay
 from wechatpay_chain.testing._notify import build_notification, build_v2_notification
 

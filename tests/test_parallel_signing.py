@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from wechatpay_chain import Client, InvalidArgumentError, crypto
-from wechatpay_chain._parallel import SigningThreads, signing_threads
 from wechatpay_chain.testing import FakeWechatPay
+from wechatpay_chain.transport.parallel import SigningThreads, signing_threads
 
 pytestmark = pytest.mark.anyio
 

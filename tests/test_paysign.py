@@ -12,8 +12,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from wechatpay_chain import InvalidArgumentError
-from wechatpay_chain._paysign import app_params, app_params_v2, jsapi_params, jsapi_params_v2
 from wechatpay_chain.crypto import verify_sha256_rsa
+from wechatpay_chain.protocol.paysign import (
+    app_params,
+    app_params_v2,
+    jsapi_params,
+    jsapi_params_v2,
+)
 
 KEY = rsa_key()
 PUBLIC = KEY.public_key()

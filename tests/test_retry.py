@@ -11,16 +11,10 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from wechatpay_chain import (
-    APIError,
-    Client,
-    InvalidArgumentError,
-    Request,
-    RetryPolicy,
-    VerificationError,
-)
-from wechatpay_chain._pipeline import Handler
-from wechatpay_chain._v3 import parse_authorization
+from wechatpay_chain import APIError, Client, InvalidArgumentError, RetryPolicy, VerificationError
+from wechatpay_chain.middlewares import Request
+from wechatpay_chain.middlewares.pipeline import Handler
+from wechatpay_chain.protocol.v3 import parse_authorization
 from wechatpay_chain.testing import FakeWechatPay, Reply
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from wechatpay_chain import APIError, Client, DecryptionError, InvalidArgumentError, crypto
-from wechatpay_chain._paysign import jsapi_params_v2
+from wechatpay_chain.protocol.paysign import jsapi_params_v2
 from wechatpay_chain.testing import FakeRequest, FakeWechatPay, Reply
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from wechatpay_chain import APIError, Client, Request, VerificationError
-from wechatpay_chain._pipeline import Handler
+from wechatpay_chain import APIError, Client, VerificationError
+from wechatpay_chain.middlewares import Request
+from wechatpay_chain.middlewares.pipeline import Handler
 from wechatpay_chain.testing import FakeWechatPay
 
 TEMPLATE = "v3/marketing/favor/users/{openid}/coupons"
@@ -121,7 +122,7 @@ def test_async_and_sync_on_one_client(
 def test_close_stops_the_bridge_thread(wechatpay_server: FakeWechatPay) -> None:
     client = wechatpay_server.client()
     client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "c"))
-    bridge = client._transport.portal._thread
+    bridge = client._connections.bridge.thread
     assert bridge is not None and bridge.is_alive()
     client.close()
     assert not bridge.is_alive()
@@ -147,7 +148,7 @@ async def test_sync_call_from_inside_asyncio_or_trio_code(
 async def test_close_from_inside_asyncio_or_trio_code(wechatpay_server: FakeWechatPay) -> None:
     client = wechatpay_server.client()
     client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "close-in"))
-    bridge = client._transport.portal._thread
+    bridge = client._connections.bridge.thread
     assert bridge is not None
     client.close()
     assert not bridge.is_alive()

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wechatpay_chain._exceptions import InvalidArgumentError
-from wechatpay_chain._transformer import Transformer, field_text
+from wechatpay_chain.protocol.transformer import Transformer, field_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -24,7 +24,7 @@ from wechatpay_chain import (
     VerificationError,
     crypto,
 )
-from wechatpay_chain._v2 import sign_fields
+from wechatpay_chain.protocol.v2 import sign_fields
 from wechatpay_chain.testing import FakeWechatPay, Merchant, Reply
 from wechatpay_chain.testing._fake import private_pem
 from wechatpay_chain.testing._pki import TestCA

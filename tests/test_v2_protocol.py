@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from wechatpay_chain._exceptions import InvalidArgumentError, VerificationError
-from wechatpay_chain._transformer import Transformer
-from wechatpay_chain._v2 import (
+from wechatpay_chain.protocol.transformer import Transformer
+from wechatpay_chain.protocol.v2 import (
     SIGN_TYPES,
     UNSIGNED_ANSWER_PATHS,
     answer_failure,

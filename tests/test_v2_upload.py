@@ -22,9 +22,9 @@ from wechatpay_chain import (
     UploadForm,
     VerificationError,
 )
-from wechatpay_chain._media import V2Upload
-from wechatpay_chain._pipeline import Handler, Request
-from wechatpay_chain._v2 import sign_fields
+from wechatpay_chain.middlewares.pipeline import Handler, Request
+from wechatpay_chain.middlewares.upload import V2Upload
+from wechatpay_chain.protocol.v2 import sign_fields
 from wechatpay_chain.testing import FakeWechatPay
 from wechatpay_chain.testing._multipart import parts
 

@@ -8,15 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from wechatpay_chain import (
-    APIError,
-    Client,
-    InvalidArgumentError,
-    Request,
-    VerificationError,
-    crypto,
-)
-from wechatpay_chain._pipeline import Handler
+from wechatpay_chain import APIError, Client, InvalidArgumentError, VerificationError, crypto
+from wechatpay_chain.middlewares import Request
+from wechatpay_chain.middlewares.pipeline import Handler
 from wechatpay_chain.testing import FakeWechatPay, Reply
 
 pytestmark = pytest.mark.anyio

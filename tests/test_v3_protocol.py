@@ -4,7 +4,7 @@ import pytest
 from httpx import Headers
 
 from wechatpay_chain import VerificationError
-from wechatpay_chain._v3 import (
+from wechatpay_chain.protocol.v3 import (
     authorization,
     parse_authorization,
     request_message,
