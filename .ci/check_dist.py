@@ -1,6 +1,6 @@
 """Build the sdist and the wheel, check what each carries, and run tests from the sdist.
 
-    python .ci/check_dist.py [--tests "tests/test_cli.py tests/test_bills.py"]
+    python .ci/check_dist.py [--tests "tests/cli/test_cli.py tests/services/test_bills.py"]
 
 - ``python -m build`` makes both into a temporary folder; ``twine check`` reads their metadata.
 - The sdist must hold the tests with ``conftest.py``, their helper modules and fixtures, and
@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Tests that read fixtures, use the helper modules, or run the command line and the demo.
 DEFAULT_TESTS = (
-    "tests/test_transformer.py tests/test_bills.py tests/test_crypto_hashes.py "
-    "tests/test_crypto_aes.py tests/test_crypto_keys.py tests/test_v2_protocol.py "
-    "tests/test_cli.py tests/test_demo.py"
+    "tests/protocol/test_transformer.py tests/protocol/test_v2_protocol.py "
+    "tests/services/test_bills.py tests/crypto/test_crypto_hashes.py "
+    "tests/crypto/test_crypto_aes.py tests/crypto/test_crypto_keys.py "
+    "tests/cli/test_cli.py tests/cli/test_demo.py"
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _paths import FIXTURES
 from hypothesis import HealthCheck, settings
 
 # Shared 2-core machines: a slow example is load, not a bug. Keep the checks, drop the clock.
@@ -13,8 +14,6 @@ settings.register_profile(
 )
 settings.load_profile("wechatpay")
 
-# Inside the project, so that the tests of an unpacked sdist find them too.
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(params=["asyncio", "trio"])

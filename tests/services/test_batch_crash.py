@@ -17,13 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _paths import BATCH_WORKER
 
 from wechatpay_chain import Journal
 from wechatpay_chain.testing import FakeWechatPay
 from wechatpay_chain.testing._fake import private_pem
 
 TEMPLATE = "v3/marketing/favor/users/{openid}/coupons"
-WORKER = Path(__file__).with_name("_batch_worker.py")
+WORKER = BATCH_WORKER
 
 CRASH_ITEMS = int(os.environ.get("WECHATPAY_CRASH_ITEMS", "10000"))
 CRASH_CONCURRENCY = int(os.environ.get("WECHATPAY_CRASH_CONCURRENCY", "64"))

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _paths import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
 from wechatpay_chain._exceptions import InvalidArgumentError
 from wechatpay_chain.protocol.transformer import Transformer, field_text
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = FIXTURES
 
 
 def fixture(name: str) -> bytes:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
+from _paths import FIXTURES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +22,7 @@ from wechatpay_chain.crypto import (
 
 KEY = "0123456789abcdef0123456789abcdef"
 NONCE = "0123456789abcdef"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = FIXTURES
 
 keys = st.binary(min_size=32, max_size=32)
 nonces = st.binary(min_size=12, max_size=12)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _paths import BENCH
 
 from wechatpay_chain import (
     APIError,
@@ -402,7 +403,7 @@ def test_memory_benchmark_runs() -> None:
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parent.parent / "bench" / "memory.py"
+    bench = BENCH / "memory.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--size-mib", "8"], capture_output=True, text=True, timeout=60
     )

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
+from _paths import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +23,7 @@ from wechatpay_chain.crypto import (
     sm3,
 )
 
-LOGO = Path(__file__).resolve().parent / "fixtures" / "logo.png"
+LOGO = FIXTURES / "logo.png"
 LOGO_SHA256 = "01c9b1153143ad6927290a6523a1e3c98291f58388d44e59c8d2d8a98a8d1050"
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _paths import FIXTURES
 
 from wechatpay_chain._exceptions import InvalidArgumentError, VerificationError
 from wechatpay_chain.protocol.transformer import Transformer
@@ -19,7 +19,7 @@ from wechatpay_chain.protocol.v2 import (
     verify_answer,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = FIXTURES
 
 KEY = "192006250b4c09247ec02edce69f6a2d"
 VECTOR = {

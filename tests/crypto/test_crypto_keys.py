@@ -21,6 +21,7 @@ from _keys_helpers import (
     same_key,
     self_signed,
 )
+from _paths import FIXTURES
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -34,7 +35,7 @@ from wechatpay_chain.crypto import (
     load_public_key,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = FIXTURES
 PKCS1 = serialization.PrivateFormat.TraditionalOpenSSL
 PKCS8 = serialization.PrivateFormat.PKCS8
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
