@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -79,7 +79,8 @@ class SignRequest:
         return await call_next(request)
 
     def sign_v2(self, request: Request) -> None:
-        """Sign the ``xml=`` fields: the XML body, or the query of a GET."""
+        """Sign the ``xml=`` fields into the XML body; on a GET, the query and ``xml=`` fields
+        into the query."""
         config = self._config
         if not config.secret:
             raise InvalidArgumentError(
@@ -88,8 +89,13 @@ class SignRequest:
         if request.body is not None and isinstance(request.content, V2Upload):
             self._seal_v2_upload(request, request.content, config.secret)
             return
+        data: Mapping[str, Any] = request.xml or {}
+        if request.method == "GET" and request.query:
+            # A GET carries its fields in the query: those are what WeChat Pay checks the
+            # sign over (the PHP SDK signs the query the same way); xml= fields join them.
+            data = {**request.query, **data}
         fields = _v2.build_request_fields(
-            request.xml or {},
+            data,
             mchid=config.mchid,
             secret=config.secret,
             nonceless=request.nonceless,
@@ -97,7 +103,7 @@ class SignRequest:
         )
         request.state["sign_type"] = fields.get("sign_type", "MD5")
         if request.method == "GET":
-            request.query = {**(request.query or {}), **fields}
+            request.query = fields
             locate(request)
         else:
             request.content = Transformer.to_xml(fields).encode("utf-8")

@@ -30,6 +30,7 @@ import anyio.to_thread
 
 from .._exceptions import InvalidArgumentError
 from ..crypto.hashes import _hasher
+from ..crypto.keys import file_url_path
 
 if TYPE_CHECKING:
     from ..protocol.request import Request
@@ -134,6 +135,8 @@ class UploadForm:
         self._file: BinaryIO | None = None
         self._start = 0
         if isinstance(file, str | os.PathLike):
+            if isinstance(file, str) and file[:7].lower() == "file://":
+                file = file_url_path(file, "upload file")  # as every key loader takes them
             self._path = Path(file)
             if not self._path.is_file():
                 raise InvalidArgumentError(f"upload file {str(self._path)!r} does not exist")
