@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -12,6 +12,7 @@ from ._config import normalize_base_url
 from ._exceptions import InvalidArgumentError
 from .middlewares.deadline import check_deadline
 from .middlewares.retry import check_call_options
+from .middlewares.upload import UploadForm
 from .protocol.request import Request
 from .protocol.template import placeholders
 from .transport.sink import Sink
@@ -102,6 +103,9 @@ def build_request(
     if retry is not None or idempotent is not None:
         check_call_options(retry, idempotent)
         request.retry, request.idempotent = retry, idempotent
+    if headers:
+        # The SDK's own headers then merge with the caller's case-insensitively (headers.py).
+        request.state["user_headers"] = True
     _check_body(request)
     return request
 
@@ -176,10 +180,38 @@ def _check_type(name: str, value: Any) -> None:
         raise InvalidArgumentError(f"{name}= must be {expected}, got {type(value).__name__}")
 
 
+def _check_raw_body(request: Request) -> None:
+    """``body=``: what is signed must be what is sent."""
+    body = request.body
+    if isinstance(body, bytes | str | UploadForm):
+        return
+    if isinstance(body, bytearray | memoryview):
+        request.body = bytes(body)
+        return
+    if isinstance(body, AsyncIterable):
+        # Sent as a stream. APIv3 signs the body, so the signer refuses it unless a
+        # middleware said which bytes to sign (request.state["signed_body"]).
+        return
+    if isinstance(body, Iterable):
+        # Chunks in memory (a list, a generator): joined, so the signature covers exactly
+        # the bytes sent (an async client cannot send a sync iterable anyway).
+        chunks = list(body)
+        if not all(isinstance(chunk, bytes | bytearray | memoryview) for chunk in chunks):
+            raise InvalidArgumentError("body= chunks must be bytes")
+        request.body = b"".join(chunks)
+        return
+    raise InvalidArgumentError(
+        f"body= must be bytes or str, an iterable of bytes chunks, or an UploadForm; got "
+        f"{type(body).__name__}"
+    )
+
+
 def _check_body(request: Request) -> None:
     given = [n for n in ("json", "xml", "body") if getattr(request, n) is not None]
     if len(given) > 1:
         raise InvalidArgumentError(f"give one of json=, xml=, body=; got {given}")
+    if request.body is not None:
+        _check_raw_body(request)
     if request.api == "v3":
         for name in ("xml", "security", "nonceless"):
             if getattr(request, name):

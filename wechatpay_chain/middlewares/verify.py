@@ -195,10 +195,17 @@ class SignedBody:
                 f"signed by serial {signed.serial[:64]!r}, which certs does not hold; "
                 f"known: {known}",
             )
-        if entry.not_after is not None and datetime.fromtimestamp(now, timezone.utc) > (
-            entry.not_after
-        ):
-            raise self._fail(f"platform certificate {signed.serial} expired at {entry.not_after}")
+        if entry.not_after is not None or entry.not_before is not None:
+            # The validity window, as the in-memory check (PlatformKeys.verify) applies it.
+            when = datetime.fromtimestamp(now, timezone.utc)
+            if entry.not_after is not None and when > entry.not_after:
+                raise self._fail(
+                    f"platform certificate {signed.serial} expired at {entry.not_after}"
+                )
+            if entry.not_before is not None and when < entry.not_before:
+                raise self._fail(
+                    f"platform certificate {signed.serial} is not valid before {entry.not_before}"
+                )
         self._headers = signed
         self._entry = entry
         # The signed message is TIMESTAMP\nNONCE\nBODY\n: its head now, the body as it comes.
