@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m wechatpay_chain demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check wechatpay_chain tests .ci $(wildcard bench)
+	$(BIN)/ruff check wechatpay_chain tests tools .ci $(wildcard bench)
 	$(BIN)/mypy wechatpay_chain .ci/check_dist.py
 
 test: lint
