@@ -16,6 +16,7 @@ import pytest
 from _paths import PROJECT
 
 BUILD = PROJECT / "tools" / "build_docs.sh"
+pytestmark = pytest.mark.slow  # the site is the same on every Python: the matrix builds it once
 
 
 class _Page(HTMLParser):

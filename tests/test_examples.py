@@ -235,6 +235,7 @@ def test_cli_walkthrough_runs(server: FakeWechatPay, env: dict[str, str], tmp_pa
 
 
 # --- the examples are held to the project's standards ----------------------------------------
+@pytest.mark.slow  # the same on every Python: the matrix runs it once
 def test_examples_pass_ruff_and_mypy_strict(tmp_path: Path) -> None:
     ruff = run([sys.executable, "-m", "ruff", "check", str(EXAMPLES)], dict(os.environ), PROJECT)
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr

@@ -46,6 +46,7 @@ def test_block_runs_against_the_fake_server(
     run_block(block)
 
 
+@pytest.mark.slow  # mypy answers the same on every Python: the matrix runs this once
 def test_blocks_pass_mypy_strict(tmp_path: Path) -> None:
     files: dict[str, Block] = {}
     for block in TYPED:  # skipped blocks name placeholders (a KMS, key files)
