@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TextIO, TypeVar, cast
 
 import anyio
 import httpx
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from ._client import Client
     from ._ratelimit import RateLimit
+    from .stores.base import JournalReader
+    from .stores.journal import PostgresJournal
 
 __all__ = ["BatchCall", "BatchSummary", "Batches", "run_batch"]
 
@@ -78,7 +80,7 @@ class BatchCall(Generic[T]):
 class BatchSummary:
     """What a batch run did. Per-item results stay in the journal: see ``export``."""
 
-    journal: Journal
+    journal: JournalReader
     run: int
     #: Items read from the input, and how many of them were sent in this run.
     total: int
@@ -94,11 +96,14 @@ class BatchSummary:
     #: In flight in an earlier run but absent from this run's input: still unresolved.
     unresolved: int
     elapsed: float
+    #: A shared (PostgreSQL) batch: items per state in the whole batch, all workers together.
+    batch: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
         """Nothing failed and nothing from an earlier run is left unresolved."""
-        return self.failed == 0 and self.unresolved == 0
+        failed = self.failed if self.batch is None else self.batch.get("failed", 0)
+        return failed == 0 and self.unresolved == 0
 
     @property
     def rate(self) -> float:
@@ -111,6 +116,12 @@ class BatchSummary:
             f"{self.skipped} skipped, {self.resent} resent, {self.duplicates} duplicates, "
             f"{self.unresolved} unresolved; {self.sent} sent in {self.elapsed:.1f} s "
             f"({self.rate:.0f}/s)"
+            + (
+                ""
+                if self.batch is None
+                else "; whole batch: "
+                + ", ".join(f"{n} {state}" for state, n in sorted(self.batch.items()))
+            )
         )
 
     def export(
@@ -431,7 +442,7 @@ async def run_batch(
     send: Callable[[BatchCall[T]], Awaitable[Any]],
     items: Iterable[T] | AsyncIterable[T],
     *,
-    journal: str | os.PathLike[str] | Journal,
+    journal: str | os.PathLike[str] | Journal | PostgresJournal,
     concurrency: int = 16,
     item_id: Callable[[T], str] | None = None,
     key: Callable[[T], str] | None = None,
@@ -450,10 +461,30 @@ async def run_batch(
         )
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    store = journal if isinstance(journal, Journal) else Journal(journal)
     stream = progress_stream(progress)
     if total is None and isinstance(items, Sized):
         total = len(items)
+    if not isinstance(journal, Journal | os.PathLike):
+        # A PostgreSQL journal (or its DSN): several workers run the batch together.
+        from .stores.journal import shared_journal
+
+        shared = shared_journal(journal)
+        if shared is not None:
+            from .stores.batch import SharedRunner
+
+            return await SharedRunner(
+                _batch_client(client, retry, rate_limit),
+                send,
+                items,
+                shared,
+                concurrency,
+                item_id or default_item_id,
+                key or _NewKeys(),
+                retry_failed,
+                Progress(stream, total) if stream is not None else None,
+            ).run()
+    # Journal() names the wrong type when it is neither a path nor a PostgreSQL journal.
+    store = journal if isinstance(journal, Journal) else Journal(cast("str", journal))
     runner = _Runner(
         _batch_client(client, retry, rate_limit),
         send,
@@ -476,7 +507,8 @@ class Batches:
     ``call`` is a :class:`BatchCall` (the item, its idempotency key, and the client to send
     with). Options:
 
-    - ``journal``: the SQLite file recording every item (required; ``":memory:"`` for none);
+    - ``journal``: the SQLite file recording every item (required; ``":memory:"`` for none),
+      or a ``postgresql://`` DSN / ``PostgresJournal`` that several workers share;
     - ``item_id``: a stable id per item (default: the item itself if str/int, else its JSON);
     - ``key``: the idempotency key of a new item (default: 32 hex characters, unique);
     - ``retry``: the retry policy (default: the client's, or ``RetryPolicy()``); False for none;
@@ -503,7 +535,7 @@ class Batches:
         send: Callable[[BatchCall[T]], Awaitable[Any]],
         items: Iterable[T] | AsyncIterable[T],
         *,
-        journal: str | os.PathLike[str] | Journal,
+        journal: str | os.PathLike[str] | Journal | PostgresJournal,
         concurrency: int = 16,
         item_id: Callable[[T], str] | None = None,
         key: Callable[[T], str] | None = None,

@@ -1,0 +1,30 @@
+"""What a batch summary reads from its journal, whichever engine keeps it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .._journal import JournalRow
+
+__all__ = ["JournalReader"]
+
+
+class JournalReader(Protocol):
+    """The reading side of a batch journal (SQLite ``Journal`` or ``PostgresJournal``)."""
+
+    def counts(self) -> dict[str, int]: ...
+
+    def rows(self, state: Any = None) -> Iterator[JournalRow]: ...
+
+    def get(self, item_id: str) -> JournalRow | None: ...
+
+    def export(
+        self,
+        target: str | os.PathLike[str] | IO[str],
+        *,
+        format: Literal["csv", "jsonl"] | None = None,
+        state: Any = None,
+    ) -> int: ...
