@@ -8,9 +8,10 @@ Their drivers (``pip install 'wechatpay-chain[postgres]'`` or ``[redis]``) are i
 store first connects, never by ``import wechatpay_chain``.
 """
 
+from .base import StoreUnavailableError
 from .dedup import PostgresDeduplicator, RedisDeduplicator
 from .journal import PostgresJournal
-from .ratelimit import RedisRateStore, StoreUnavailableError
+from .ratelimit import RedisRateStore
 
 __all__ = [
     "PostgresDeduplicator",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._exceptions import InvalidArgumentError
+from .base import StoreUnavailableError
 
 if TYPE_CHECKING:
     import psycopg
@@ -57,7 +58,9 @@ class PostgresPool:
     connections must be in autocommit mode or the store's statements wait for a commit).
     """
 
-    def __init__(self, target: Any, *, max_size: int = 4, what: str = "store") -> None:
+    def __init__(
+        self, target: Any, *, max_size: int = 4, timeout: float = 10.0, what: str = "store"
+    ) -> None:
         self._own = is_dsn(target)
         if not self._own and not _looks_like_pool(target):
             raise InvalidArgumentError(
@@ -69,6 +72,9 @@ class PostgresPool:
         self._dsn: str | None = target if self._own else None
         self._pool: ConnectionPool | None = None if self._own else target
         self._max_size = max_size
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise InvalidArgumentError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self._timeout = float(timeout)
         self._lock = threading.Lock()
 
     @property
@@ -94,11 +100,21 @@ class PostgresPool:
                     open=True,
                     name="wechatpay-chain",
                 )
+                try:
+                    # Fail now, with the reason, rather than on each later wait for a connection.
+                    self._pool.wait(timeout=self._timeout)
+                except Exception as exc:
+                    self._pool.close()
+                    self._pool = None
+                    raise StoreUnavailableError(
+                        f"PostgreSQL at {self.label} is unreachable within {self._timeout:g} s "
+                        f"({type(exc).__name__})"
+                    ) from None
             return self._pool
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._opened().connection(timeout=30.0) as conn:
+        with self._opened().connection(timeout=self._timeout) as conn:
             yield conn
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:

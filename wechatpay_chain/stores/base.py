@@ -6,10 +6,16 @@ import os
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
+from .._exceptions import WechatpayError
+
 if TYPE_CHECKING:
     from .._journal import JournalRow
 
-__all__ = ["JournalReader"]
+__all__ = ["JournalReader", "StoreUnavailableError"]
+
+
+class StoreUnavailableError(WechatpayError):
+    """A shared store (PostgreSQL, Redis) could not be reached: nothing was sent or recorded."""
 
 
 class JournalReader(Protocol):

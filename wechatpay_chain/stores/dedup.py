@@ -79,13 +79,16 @@ class PostgresDeduplicator:
         in_progress_ttl: float = 60.0,
         done_ttl: float = 2 * _DAY,
         max_size: int = 4,
+        timeout: float = 10.0,
     ) -> None:
         if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
             raise InvalidArgumentError(f"table must be a lower-case SQL identifier, got {table!r}")
         self.table = table
         self.in_progress_ttl = _seconds("in_progress_ttl", in_progress_ttl)
         self.done_ttl = _seconds("done_ttl", done_ttl)
-        self._pool = PostgresPool(target, max_size=max_size, what="PostgresDeduplicator")
+        self._pool = PostgresPool(
+            target, max_size=max_size, timeout=timeout, what="PostgresDeduplicator"
+        )
         self._tokens = _Tokens()
         self._ready = False
         self._purged = 0.0

@@ -24,6 +24,7 @@ from typing import IO, Any, Literal
 from .._exceptions import InvalidArgumentError
 from .._journal import _COLUMNS, _FORMATS, JournalRow, Outcome, _check_format, _row, _write
 from ._postgres import PostgresPool, is_dsn
+from .base import StoreUnavailableError
 
 __all__ = ["PostgresJournal"]
 
@@ -116,13 +117,20 @@ class PostgresJournal:
     """The journal of batch ``batch`` in the PostgreSQL database at ``target``.
 
     ``target`` is a ``postgresql://`` DSN (a ``#name`` fragment names the batch) or a
-    ``psycopg_pool.ConnectionPool``. ``lease`` is how many seconds a worker's claim outlives
-    its last sign of life: a dead worker's items are taken over after it. Pass it (or the DSN)
-    as ``journal=`` to ``client.batch``; several processes doing so run the batch together.
+    ``psycopg_pool.ConnectionPool``; ``timeout`` bounds a wait for a connection. ``lease`` is
+    how many seconds a worker's claim outlives its last sign of life: a dead worker's items
+    are taken over after it. Pass it (or the DSN) as ``journal=`` to ``client.batch``;
+    several processes doing so run the batch together.
     """
 
     def __init__(
-        self, target: Any, *, batch: str | None = None, lease: float = 30.0, max_size: int = 4
+        self,
+        target: Any,
+        *,
+        batch: str | None = None,
+        lease: float = 30.0,
+        max_size: int = 4,
+        timeout: float = 10.0,
     ) -> None:
         if is_dsn(target) and "#" in target:
             target, _, fragment = target.partition("#")
@@ -134,7 +142,9 @@ class PostgresJournal:
             raise InvalidArgumentError(f"lease must be a number of seconds > 0, got {lease!r}")
         self.batch = batch
         self.lease = float(lease)
-        self._pool = PostgresPool(target, max_size=max_size, what="PostgresJournal")
+        self._pool = PostgresPool(
+            target, max_size=max_size, timeout=timeout, what="PostgresJournal"
+        )
         self._ready = False
         self._lock = threading.Lock()
 
@@ -157,6 +167,8 @@ class PostgresJournal:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             conn.execute(statement.encode())
+            except StoreUnavailableError:
+                raise
             except Exception as exc:
                 raise _unusable(self, exc) from None
             self._ready = True

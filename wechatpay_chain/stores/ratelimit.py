@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from .._exceptions import InvalidArgumentError, WechatpayError
+from .._exceptions import InvalidArgumentError
 from ._redis import RedisConnection, unreachable
+from .base import StoreUnavailableError
 
 __all__ = ["RedisRateStore", "StoreUnavailableError"]
 
@@ -41,10 +42,6 @@ redis.call('SET', KEYS[1], string.format('%.0f', next_tat),
            'PX', math.ceil((next_tat - now) / 1000) + 1000)
 return start - now
 """
-
-
-class StoreUnavailableError(WechatpayError):
-    """A shared store could not be reached and is configured to fail closed: nothing was sent."""
 
 
 class RedisRateStore:
