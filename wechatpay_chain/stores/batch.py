@@ -122,8 +122,12 @@ class SharedRunner(Generic[T]):
             # Shielded: the outcomes on hand are written even while the batch is cancelled.
             with anyio.CancelScope(shield=True):
                 await self._flush()
-                await pool.run(journal.finish_run, self.run_id)
-                counts = await pool.run(journal.counts)
+                try:
+                    await pool.run(journal.finish_run, self.run_id)
+                    counts = await pool.run(journal.counts)
+                finally:
+                    # Reopened on demand (summary.export); a pool passed in stays open.
+                    await pool.run(journal.close)
             elapsed = time.monotonic() - self.started
             if self.progress is not None:
                 self.progress.finish(*self._batch_counts(counts), elapsed)
