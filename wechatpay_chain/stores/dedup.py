@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["PostgresDeduplicator", "RedisDeduplicator"]
 
 _DAY = 86_400.0
+_SCHEMA_LOCK = 0x77656368617479 + 1
 _PURGE_EVERY = 60.0  # seconds between deletions of lapsed rows (PostgreSQL keeps them otherwise)
 
 
@@ -120,7 +121,10 @@ class PostgresDeduplicator:
     def _run(self, sql: str, params: dict[str, Any]) -> Any:
         with self._pool.connection() as conn:
             if not self._ready:
-                conn.execute(self._sql_schema.encode())
+                # Workers starting together: CREATE TABLE IF NOT EXISTS alone races.
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute(self._sql_schema.encode())
                 self._ready = True
             now = time.monotonic()
             if now - self._purged > _PURGE_EVERY:
