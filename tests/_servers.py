@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,9 @@ def _wait_for_port(port: int, deadline: float, what: str, log: Path | None = Non
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """A DSN to a fresh PostgreSQL cluster, stopped and removed after the session."""
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A DSN to a fresh PostgreSQL cluster, stopped and removed on exit."""
     initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         _missing("PostgreSQL (initdb, pg_ctl)")
@@ -160,9 +161,9 @@ def postgres_dsn() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """A URL to a fresh Redis server, stopped after the session."""
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A URL to a fresh Redis server, stopped on exit."""
     server = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
     )
@@ -204,3 +205,17 @@ def redis_url() -> Iterator[str]:
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A DSN to a fresh PostgreSQL cluster, stopped and removed after the session."""
+    with postgres_cluster() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A URL to a fresh Redis server, stopped after the session."""
+    with redis_server() as url:
+        yield url

@@ -42,7 +42,7 @@ _CHUNK = 256  # input items loaded per statement
 _FLUSH = 256  # outcomes buffered before they are written
 _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
 _DRAW = 0.5  # seconds between progress redraws (each one counts the batch in the database)
-_POLL = 0.5  # seconds, at most, between looks for work while other workers hold the rest
+_POLL = 0.2  # seconds, at most, between looks for work while other workers hold the rest
 
 
 def worker_name() -> str:
@@ -226,11 +226,12 @@ class SharedRunner(Generic[T]):
             self.ready.append((item, item_id, key, sends > 1))
         if claimed or not self.exhausted:
             return True
-        # Our own answered items must leave 'sending' before the batch can look finished.
         await self._flush()
-        pending, sending, lease_left = await journal.pool.run(journal.open_items, self.run_id)
-        if pending == 0 and sending == 0:
+        pending, held, lease_left = await journal.pool.run(journal.open_items, self.run_id)
+        if pending == 0 and held == 0:
+            # What is left is this worker's own, in flight in its other tasks.
             return False
+        # Other workers hold the rest: stay, to take it over should one of them die.
         wait = _POLL if lease_left is None else min(_POLL, max(0.05, lease_left))
         await anyio.sleep(wait)
         return True

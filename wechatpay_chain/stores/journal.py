@@ -105,7 +105,7 @@ WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending'
 """
 _OPEN = """
 SELECT count(*) FILTER (WHERE state = 'pending'),
-       count(*) FILTER (WHERE state = 'sending'),
+       count(*) FILTER (WHERE state = 'sending' AND run <> %(run)s),
        extract(epoch FROM min(lease_until) FILTER (WHERE run <> %(run)s) - now())
 FROM wechatpay_batch_items
 WHERE batch = %(batch)s AND state IN ('pending', 'sending')
@@ -270,14 +270,9 @@ class PostgresJournal:
         self._execute(_RENEW, {"batch": self.batch, "run": run, "lease": self.lease})
 
     def open_items(self, run: int) -> tuple[int, int, float | None]:
-        """Pending and sending items, and seconds until another run's first lease ends."""
+        """Pending items, items other runs hold, and seconds until their first lease ends."""
         row = self._execute(_OPEN, {"batch": self.batch, "run": run})[0]
         return int(row[0]), int(row[1]), None if row[2] is None else float(row[2])
-
-    def unresolved(self, run: int) -> int:
-        """Items of the batch not done or failed yet."""
-        pending, sending, _ = self.open_items(run)
-        return pending + sending
 
     # --- reading ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
