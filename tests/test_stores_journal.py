@@ -227,3 +227,34 @@ def test_bad_arguments_name_what_to_fix() -> None:
         PostgresJournal("sqlite:///x")
     with pytest.raises(InvalidArgumentError, match="lease"):
         PostgresJournal("postgresql://h/db", lease=0)
+
+
+async def test_a_worker_stopped_by_a_bug_hands_its_items_back_at_once(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client, postgres_dsn: str
+) -> None:
+    name = batch_name()
+    send_coupon = coupon_sender(wechatpay_server)
+    calls = 0
+
+    async def buggy(call: BatchCall[str]) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 30:
+            raise RuntimeError("a bug in send")
+        return await send_coupon(call)
+
+    journal = PostgresJournal(postgres_dsn, batch=name, lease=600)
+    with pytest.raises(RuntimeError, match="a bug in send"):
+        await wechatpay_client.batch(buggy, openids(200), journal=journal, concurrency=4)
+    counts = journal.counts()
+    assert "sending" not in counts and counts.get("pending", 0) > 0
+    # Another worker finishes the batch now, not after the ten-minute lease.
+    begun = time.monotonic()
+    summary = await wechatpay_client.batch(
+        coupon_sender(wechatpay_server), [], journal=journal, concurrency=4
+    )
+    assert time.monotonic() - begun < 30
+    assert summary.batch == {"done": 200}
+    numbers = Counter(r.params["openid"] for r in posts(wechatpay_server))
+    assert set(numbers) == set(openids(200))
+    journal.close()

@@ -123,6 +123,9 @@ class SharedRunner(Generic[T]):
             with anyio.CancelScope(shield=True):
                 await self._flush()
                 try:
+                    # Claimed but unanswered (a stop or a crash of ``send``): the others need
+                    # not wait for the lease. Their key stays; a resend is deduplicated.
+                    await pool.run(journal.release, self.run_id)
                     await pool.run(journal.finish_run, self.run_id)
                     counts = await pool.run(journal.counts)
                 finally:

@@ -269,6 +269,16 @@ class PostgresJournal:
         """Extend the lease of every item ``run`` holds."""
         self._execute(_RENEW, {"batch": self.batch, "run": run, "lease": self.lease})
 
+    def release(self, run: int) -> int:
+        """Hand back what ``run`` holds unanswered (a stopping worker): claimable at once."""
+        self.open()
+        with self._pool.connection() as conn:
+            sql = (
+                "UPDATE wechatpay_batch_items SET state = 'pending', lease_until = NULL "
+                "WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending'"
+            )
+            return conn.execute(sql.encode(), {"batch": self.batch, "run": run}).rowcount
+
     def open_items(self, run: int) -> tuple[int, int, float | None]:
         """Pending items, items other runs hold, and seconds until their first lease ends."""
         row = self._execute(_OPEN, {"batch": self.batch, "run": run})[0]
