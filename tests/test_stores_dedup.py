@@ -7,7 +7,7 @@ test_stores_notify_workers.py.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -28,7 +28,7 @@ MakeStore = Callable[..., Deduplicator]
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
+async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]:
     kind = request.param
     url = request.getfixturevalue("postgres_dsn" if kind == "postgres" else "redis_url")
     made: list[Deduplicator] = []
@@ -46,6 +46,8 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     for store in made:
         if isinstance(store, PostgresDeduplicator):
             store.close()
+        elif isinstance(store, RedisDeduplicator):
+            await store.aclose()
 
 
 async def test_one_claim_owns_a_notification_until_it_is_finished(make_store: MakeStore) -> None:

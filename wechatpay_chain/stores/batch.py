@@ -15,7 +15,6 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["SharedRunner"]
 
 T = TypeVar("T")
+#: (item JSON, item id, idempotency key, resent)
+_Work = tuple[str, str, str, bool]
 
 _CHUNK = 256  # input items loaded per statement
 _FLUSH = 256  # outcomes buffered before they are written
@@ -89,7 +90,6 @@ class SharedRunner(Generic[T]):
         self.read = self.sent = self.succeeded = self.failed = 0
         self.resent = self.duplicates = 0
         self.pending: list[Outcome] = []
-        self.ready: deque[tuple[str, str, str, bool]] = deque()
         self.exhausted = False
         self.source: Iterator[T] | None = None
         self.stream: MemoryObjectReceiveStream[T] | None = None
@@ -108,15 +108,21 @@ class SharedRunner(Generic[T]):
                 outer.start_soon(self._housekeeping)
                 async with anyio.create_task_group() as group:
                     self.scope = group.cancel_scope
-                    self.refill_lock = anyio.Lock()
                     items = self.items
                     if isinstance(items, AsyncIterable):
                         tx, self.stream = anyio.create_memory_object_stream[T](_CHUNK)
                         group.start_soon(self._guard, self._read, items, tx)
                     else:
                         self.source = iter(items)
-                    for _ in range(self.concurrency):
-                        group.start_soon(self._guard, self._work)
+                    # The feeder claims ahead of the senders (a bounded stream between them), so
+                    # no sender waits for a database round trip while there is work claimed.
+                    claimed_tx, claimed_rx = anyio.create_memory_object_stream[_Work](
+                        self.claim_size
+                    )
+                    group.start_soon(self._guard, self._feed, claimed_tx)
+                    async with claimed_rx:
+                        for _ in range(self.concurrency):
+                            group.start_soon(self._guard, self._work, claimed_rx.clone())
                 outer.cancel_scope.cancel()
         finally:
             # Shielded: the outcomes on hand are written even while the batch is cancelled.
@@ -217,8 +223,13 @@ class SharedRunner(Generic[T]):
         self.read += len(chunk)
         await self.journal.pool.run(self.journal.load, list(entries.values()))
 
-    async def _refill(self) -> bool:
-        """Queue claimed items; False once the batch has nothing left for anyone."""
+    async def _feed(self, tx: MemoryObjectSendStream[_Work]) -> None:
+        async with tx:
+            while await self._refill(tx):
+                pass
+
+    async def _refill(self, tx: MemoryObjectSendStream[_Work]) -> bool:
+        """Hand claimed items to the senders; False once the batch has nothing left for anyone."""
         journal = self.journal
         if not self.exhausted:
             await self._load()
@@ -226,7 +237,7 @@ class SharedRunner(Generic[T]):
             journal.claim, self.run_id, self.claim_size, self.retry_failed, self.started_at
         )
         for item_id, key, item, sends in claimed:
-            self.ready.append((item, item_id, key, sends > 1))
+            await tx.send((item, item_id, key, sends > 1))
         if claimed or not self.exhausted:
             return True
         await self._flush()
@@ -239,31 +250,24 @@ class SharedRunner(Generic[T]):
         await anyio.sleep(wait)
         return True
 
-    async def _work(self) -> None:
-        client, send, ready = self.client, self.send, self.ready
-        while True:
-            if not ready:
-                async with self.refill_lock:
-                    while not ready:
-                        if not await self._refill():
-                            break
-                if not ready:
-                    return
-            item, item_id, key, resent = ready.popleft()
-            self.sent += 1
-            if resent:
-                self.resent += 1
-            try:
-                result = await send(BatchCall(json.loads(item), item_id, key, client, resent))
-            except (WechatpayError, httpx.HTTPError) as exc:
-                self.failed += 1
-                outcome = _failure(item_id, exc)
-            else:
-                self.succeeded += 1
-                outcome = _success(item_id, result)
-            self.pending.append(outcome)
-            if len(self.pending) >= _FLUSH:
-                await self._flush()
+    async def _work(self, rx: MemoryObjectReceiveStream[_Work]) -> None:
+        client, send = self.client, self.send
+        async with rx:
+            async for item, item_id, key, resent in rx:
+                self.sent += 1
+                if resent:
+                    self.resent += 1
+                try:
+                    result = await send(BatchCall(json.loads(item), item_id, key, client, resent))
+                except (WechatpayError, httpx.HTTPError) as exc:
+                    self.failed += 1
+                    outcome = _failure(item_id, exc)
+                else:
+                    self.succeeded += 1
+                    outcome = _success(item_id, result)
+                self.pending.append(outcome)
+                if len(self.pending) >= _FLUSH:
+                    await self._flush()
 
     async def _flush(self) -> None:
         if self.pending:
