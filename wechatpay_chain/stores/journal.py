@@ -57,9 +57,9 @@ CREATE TABLE IF NOT EXISTS wechatpay_batch_items (
     PRIMARY KEY (batch, item_id),
     CONSTRAINT wechatpay_batch_items_key UNIQUE (batch, key)
 );
+-- Only the rows a claim may take: an index over every row would be written on every update.
 CREATE INDEX IF NOT EXISTS wechatpay_batch_items_open
     ON wechatpay_batch_items (batch, seq) WHERE state IN ('pending', 'sending', 'failed');
-CREATE INDEX IF NOT EXISTS wechatpay_batch_items_order ON wechatpay_batch_items (batch, seq);
 """
 # Serialises the schema creation of workers starting together (CREATE ... IF NOT EXISTS races).
 _SCHEMA_LOCK = 0x77656368617479
