@@ -114,7 +114,7 @@ def serve(cpu: int | None) -> None:
     from wechatpay_chain.testing._fake import private_pem
 
     try:
-        from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
+        from fastserver import BenchmarkWechatPay
 
         server: Any = BenchmarkWechatPay()
         engine = "fast"

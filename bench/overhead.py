@@ -36,9 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import httpx
 import throughput
+from fastserver import BenchmarkWechatPay
 
 from wechatpay_chain.testing._fake import private_pem
-from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 
 BASE_URL = "https://api.mch.weixin.qq.com/"
 

@@ -308,13 +308,13 @@ def chain_client(name: str, options: dict[str, Any]) -> Any:
 
     extra: dict[str, Any] = {}
     if name.endswith("-httpcore"):
-        import wechatpay_chain._transport
+        from wechatpay_chain.transport.factory import PoolFactory
 
-        wechatpay_chain._transport.USE_ENGINE = False
+        PoolFactory.use_engine = False
     elif name == "chain-h11":
-        import wechatpay_chain._engine
+        import wechatpay_chain.transport.engine
 
-        wechatpay_chain._engine.httptools = None  # as if it were not installed
+        wechatpay_chain.transport.engine.httptools = None  # as if it were not installed
     elif name == "chain-full":
         extra["follow_redirects"] = True  # a client option only AsyncClient.send implements
     elif name.endswith("-ka20"):
@@ -706,8 +706,9 @@ def serve(engine: str, cpu: int | None) -> None:
     """Inside the server process: print the client options, serve until stdin closes."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    from fastserver import BenchmarkWechatPay
+
     from wechatpay_chain.testing._fake import private_pem
-    from wechatpay_chain.testing._fastserver import BenchmarkWechatPay
 
     # fast (default): the benchmark front on uvloop (when installed), the order answered on
     # the static path (signature checked, answer signed, nothing else); fast-routed: the same

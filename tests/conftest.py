@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _paths import FIXTURES
 from _servers import postgres_dsn, redis_url  # noqa: F401 - session fixtures, started on use
 from hypothesis import HealthCheck, settings
 
@@ -14,7 +15,6 @@ settings.register_profile(
 )
 settings.load_profile("wechatpay")
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
 
 @pytest.fixture(params=["asyncio", "trio"])

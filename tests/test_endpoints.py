@@ -26,11 +26,11 @@ from wechatpay_chain import (
     UploadForm,
     VerificationError,
 )
-from wechatpay_chain._middlewares import is_unsigned_v3
-from wechatpay_chain._v2 import is_unsigned_answer
+from wechatpay_chain.protocol.v2 import is_unsigned_answer
+from wechatpay_chain.protocol.v3 import is_unsigned_v3
 from wechatpay_chain.testing import FakeWechatPay, Reply
 from wechatpay_chain.testing._catchall import echo
-from wechatpay_chain.testing._v2fake import needs_certificate, to_xml
+from wechatpay_chain.testing._v2 import needs_certificate, to_xml
 
 #: Placeholder values a path must survive: spaces, slashes, non-ASCII, URL syntax.
 AWKWARD = ("a b", "x/y", "订单-7", "100%", "a+b&c=d", "?#[]", "é ü", "..x", "~_.-")

@@ -7,16 +7,27 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
-if TYPE_CHECKING:
-    from ._client import Client
+__all__ = ["Chain", "Sender", "Verb", "join", "normalize"]
 
-__all__ = ["Chain", "Verb", "join", "normalize"]
+
+
+class Sender(Protocol):
+    """What a chain sends through: the client that made its root node."""
+
+    def _send(
+        self, method: str, template: str, options: dict[str, Any]
+    ) -> Awaitable[httpx.Response]: ...
+
+    def _send_sync(
+        self, method: str, template: str, options: dict[str, Any]
+    ) -> httpx.Response: ...
+
 
 _UPPER = re.compile(r"(?<!^)([A-Z])")
 
@@ -43,11 +54,11 @@ class Chain:
 
     __slots__ = ("__weakref__", "_client", "_kids", "_template")
 
-    _client: Client
+    _client: Sender
     _template: str
     _kids: dict[str, Chain]
 
-    def __init__(self, client: Client, template: str) -> None:
+    def __init__(self, client: Sender, template: str) -> None:
         object.__setattr__(self, "_client", client)
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "_kids", {})
@@ -152,5 +163,3 @@ class Verb(Chain):
     def __repr__(self) -> str:
         return f"<Verb {self._method} {self._target!r}>"
 
-
-Sender = Callable[[str, str, dict[str, Any]], Awaitable[httpx.Response]]

@@ -2,59 +2,47 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
-from collections.abc import Awaitable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from . import _paysign, crypto
+from . import crypto
 from ._chain import Chain
-from ._config import DEFAULT_BASE_URL, Config, normalize_base_url
+from ._config import DEFAULT_BASE_URL, Config, MerchantOptions, normalize_base_url
 from ._exceptions import InvalidArgumentError
-from ._middlewares import (
-    DecodeAnswer,
-    ExpandTemplate,
-    RsaSigner,
-    SignRequest,
-    VerifyAnswer,
-    placeholders,
-)
-from ._pipeline import Handler, Middleware, Request, Stack
-from ._sensitive import Encrypted
-from ._transport import _Pool, _Transport
+from ._options import build_request
+from .middlewares.pipeline import Handler, Middleware, Stack
+from .middlewares.sign import RsaSigner, SignRequest
+from .middlewares.stack import default_stack, resilient_stack
+from .protocol import paysign as _paysign
+from .protocol.request import Request
+from .protocol.sensitive import Encrypted
+from .transport.registry import Connections
+from .transport.send import Transmit
 
 if TYPE_CHECKING:
-    from ._batch import Batches
-    from ._bills import Bills
-    from ._certificates import Certificates
-    from ._logging import MetricsHook
-    from ._media import Media
-    from ._ratelimit import RateLimit
-    from ._retry import RetryPolicy
+    from typing_extensions import Unpack
+
+    from .middlewares.logging import MetricsHook
+    from .middlewares.ratelimit import RateLimit
+    from .middlewares.retry import RetryPolicy
     from .notifications import Notifications
+    from .services.batch import Batches
+    from .services.bills import Bills
+    from .services.certificates import Certificates
+    from .services.media import Media
+
+T = TypeVar("T")
+
+_NOTIFICATIONS_LOCK = threading.Lock()
 
 __all__ = ["DEFAULT_BASE_URL", "Client", "Config", "normalize_base_url"]
 
-_OPTIONS = frozenset(
-    {
-        "json",
-        "xml",
-        "query",
-        "headers",
-        "body",
-        "security",
-        "nonceless",
-        "base_url",
-        "base_uri",
-        "sink",
-        "timeout",
-        "extensions",
-        "retry",
-        "idempotent",
-    }
-)
 _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).parameters) - {
     "self",
     "base_url",
@@ -110,8 +98,6 @@ class Client:
         config.parallel_signing = parallel_signing
         stack = default_stack(config)
         if retry is not None or rate_limit is not None or log_requests or metrics is not None:
-            from ._retry import resilient_stack
-
             stack = resilient_stack(
                 stack,
                 retry=retry,
@@ -119,22 +105,24 @@ class Client:
                 log_requests=log_requests,
                 metrics=metrics,
             )
-        self._setup(config, _Transport(config, httpx_options), stack)
+        self._setup(config, Connections(httpx_options), stack)
 
     def _setup(
-        self, config: Config, transport: _Transport, stack: Stack, owner: bool = True
+        self, config: Config, connections: Connections, stack: Stack, owner: bool = True
     ) -> None:
         self._config = config
-        self._transport = transport
+        self._connections = connections
         #: False for ``for_merchant`` clients: closing them leaves the shared pools open.
-        self._owns_transport = owner
+        self._owns_connections = owner
         self._stack = stack
+        self._transmit = Transmit(connections, config.merchant_identity)
         self._handler = stack.compose(self._transmit)
         self._root = Chain(self, "")
 
-    def _derive(self, stack: Stack) -> Client:
+    def _with_stack(self, stack: Stack) -> Client:
+        """A client sharing this one's configuration, connections and bridge, with ``stack``."""
         derived = Client.__new__(Client)
-        derived._setup(self._config, self._transport, stack, self._owns_transport)
+        derived._setup(self._config, self._connections, stack, self._owns_connections)
         return derived
 
     # --- chain entry points -------------------------------------------------------------
@@ -170,11 +158,11 @@ class Client:
 
     def without(self, *names: str) -> Client:
         """A client sharing this one's connections, without the named middlewares."""
-        return self._derive(self._stack.without(*names))
+        return self._with_stack(self._stack.without(*names))
 
     def replace(self, name: str, middleware: Middleware) -> Client:
         """A client sharing this one's connections, with ``name`` replaced."""
-        return self._derive(self._stack.replace(name, middleware))
+        return self._with_stack(self._stack.replace(name, middleware))
 
     def insert(
         self,
@@ -185,7 +173,7 @@ class Client:
         after: str | None = None,
     ) -> Client:
         """A client sharing this one's connections, with ``middleware`` added as ``name``."""
-        return self._derive(self._stack.insert(name, middleware, before=before, after=after))
+        return self._with_stack(self._stack.insert(name, middleware, before=before, after=after))
 
     def with_signer(self, rsa_sign: RsaSigner) -> Client:
         """A client whose APIv3 signatures come from ``rsa_sign(message) -> base64`` (KMS/HSM)."""
@@ -246,55 +234,49 @@ class Client:
     @property
     def batch(self) -> Batches:
         """Resumable batches: ``await client.batch(send, items, journal="run.sqlite")``."""
-        from ._batch import Batches
+        from .services.batch import Batches
 
         return Batches(self)
 
     @property
     def certificates(self) -> Certificates:
         """Platform certificates: ``download()``, ``refresh()``, ``auto_refresh()``."""
-        from ._certificates import Certificates
+        from .services.certificates import Certificates
 
         return Certificates(self)
 
     @property
     def media(self) -> Media:
         """Uploads: ``await client.media.upload(path)``; ``form()`` for the chain forms."""
-        from ._media import Media
+        from .services.media import Media
 
         return Media(self)
 
     @property
     def bills(self) -> Bills:
         """Bill downloads, streamed and hash-checked: ``download()``, ``download_v2()``..."""
-        from ._bills import Bills
+        from .services.bills import Bills
 
         return Bills(self)
 
     @property
     def notifications(self) -> Notifications:
-        """Verify, decrypt and answer WeChat Pay's notifications (webhooks); made once."""
-        found: Notifications | None = self.__dict__.get("_notifications")
+        """Verify, decrypt and answer WeChat Pay's notifications (webhooks).
+
+        One per merchant configuration: clients derived from this one (``without``,
+        ``with_signer``, ...) share it, and so its de-duplication store.
+        """
+        found: Notifications | None = self._config.notifications
         if found is None:
             from .notifications import Notifications
 
-            found = self.__dict__["_notifications"] = Notifications(self._config)
+            with _NOTIFICATIONS_LOCK:
+                found = self._config.notifications
+                if found is None:
+                    found = self._config.notifications = Notifications(self._config)
         return found
 
-    def for_merchant(
-        self,
-        *,
-        mchid: str,
-        serial: str | None = None,
-        private_key: crypto.PrivateKeyLike | None = None,
-        certs: Mapping[str, object] | None = None,
-        apiv3_key: str | bytes | None = None,
-        secret: str | None = None,
-        merchant_cert: object = None,
-        merchant_key: object = None,
-        merchant_key_password: str | bytes | None = None,
-        base_url: str | None = None,
-    ) -> Client:
+    def for_merchant(self, **options: Unpack[MerchantOptions]) -> Client:
         """A client for another merchant sharing this one's connection pools and sync thread.
 
         Cheap: one process serving many mchids keeps one pool per event loop. Its stack is
@@ -303,21 +285,14 @@ class Client:
         every other middleware (retry, limiter, logger, your own) is shared as it is.
         Closing it leaves the shared pools open (close the client it came from).
         """
-        config = Config(
-            mchid=mchid,
-            serial=serial,
-            private_key=private_key,
-            certs=certs,
-            apiv3_key=apiv3_key,
-            secret=secret,
-            merchant_cert=merchant_cert,
-            merchant_key=merchant_key,
-            merchant_key_password=merchant_key_password,
-            base_url=base_url if base_url is not None else self._config.base_url,
-        )
+        if not options.get("mchid"):
+            raise InvalidArgumentError("for_merchant needs mchid: the merchant the client is for")
+        if options.get("base_url") is None:
+            options["base_url"] = self._config.base_url
+        config = Config(**options)
         config.parallel_signing = self._config.parallel_signing
         merchant = Client.__new__(Client)
-        merchant._setup(config, self._transport, self._stack_for(config), owner=False)
+        merchant._setup(config, self._connections, self._stack_for(config), owner=False)
         return merchant
 
     def _stack_for(self, config: Config) -> Stack:
@@ -326,85 +301,10 @@ class Client:
         return Stack((name, bound.get(name, mw)) for name, mw in self._stack)
 
     # --- sending ------------------------------------------------------------------------
-    def _build(self, method: str, template: str, options: dict[str, Any]) -> Request:
-        api: Literal["v2", "v3"] = "v2" if template.startswith("v2/") else "v3"
-        params: dict[str, str] = {}
-        for name in placeholders(template):
-            value = options.pop(name, None)
-            if value is None:
-                raise InvalidArgumentError(f"placeholder {{{name}}} of {template!r} has no value")
-            if isinstance(value, bool) or not isinstance(value, str | int):
-                raise InvalidArgumentError(
-                    f"placeholder {{{name}}} must be str or int, got {type(value).__name__}"
-                )
-            text = str(value)
-            if not text or text in (".", ".."):
-                raise InvalidArgumentError(f"placeholder {{{name}}} must not be {text!r}")
-            params[name] = text
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {sorted(unknown)} for {template!r}: neither an option nor "
-                f"one of its placeholders {list(placeholders(template))}"
-            )
-        base_url = options.get("base_url") or options.get("base_uri")
-        json_value = options.get("json")
-        headers = options.get("headers")
-        if headers is not None:
-            if not isinstance(headers, Mapping):
-                raise InvalidArgumentError("headers must be a mapping")
-            _check_headers(headers)
-        request = Request(
-            method=method,
-            template=template,
-            api=api,
-            params=params,
-            base_url=normalize_base_url(base_url) if base_url else self._config.base_url,
-            json=json_value,
-            has_json=json_value is not None,
-            xml=options.get("xml"),
-            query=options.get("query"),
-            headers=dict(headers) if headers else {},
-            body=options.get("body"),
-            security=bool(options.get("security", False)),
-            nonceless=bool(options.get("nonceless", False)),
-            sink=options.get("sink"),
-            timeout=options.get("timeout"),
-            extensions=options.get("extensions"),
-        )
-        retry, idempotent = options.get("retry"), options.get("idempotent")
-        if retry is not None or idempotent is not None:
-            from ._retry import check_call_options
-
-            check_call_options(retry, idempotent)
-            request.retry, request.idempotent = retry, idempotent
-        self._check_body(request)
-        return request
-
-    @staticmethod
-    def _check_body(request: Request) -> None:
-        given = [n for n in ("json", "xml", "body") if getattr(request, n) is not None]
-        if len(given) > 1:
-            raise InvalidArgumentError(f"give one of json=, xml=, body=; got {given}")
-        if request.api == "v3":
-            for name in ("xml", "security", "nonceless"):
-                if getattr(request, name):
-                    raise InvalidArgumentError(
-                        f"{name}= is for APIv2 (v2/...) requests, not {request.template!r}"
-                    )
-        elif request.has_json:
-            raise InvalidArgumentError(
-                f"json= is for APIv3; {request.template!r} is APIv2: use xml="
-            )
-        if request.query is not None and not isinstance(request.query, Mapping):
-            raise InvalidArgumentError("query must be a mapping")
-        if request.xml is not None and not isinstance(request.xml, Mapping):
-            raise InvalidArgumentError("xml must be a mapping of field -> value")
-
     def _send(
         self, method: str, template: str, options: dict[str, Any]
     ) -> Awaitable[httpx.Response]:
-        request = self._build(method, template, options)
+        request = build_request(method, template, options, self._config.base_url)
         if request.retry is not None:
             return self._retrying_handler(request)(request)
         return self._handler(request)
@@ -415,80 +315,47 @@ class Client:
             return self._handler
         handler: Handler | None = self.__dict__.get("_retry_handler")
         if handler is None:
-            from ._retry import RetryPolicy, resilient_stack
+            from .middlewares.retry import RetryPolicy
 
             stack = resilient_stack(self._stack, retry=RetryPolicy())
             handler = self.__dict__["_retry_handler"] = stack.compose(self._transmit)
         return handler
 
     def _send_sync(self, method: str, template: str, options: dict[str, Any]) -> httpx.Response:
-        request = self._build(method, template, options)
+        request = build_request(method, template, options, self._config.base_url)
         handler = self._handler if request.retry is None else self._retrying_handler(request)
 
         async def call() -> httpx.Response:
             return await handler(request)
 
-        return self._transport.portal.run(call)
+        return self._run_sync(call)
 
-    def _transmit(self, request: Request) -> Awaitable[httpx.Response]:
-        pools = self._transport.current()
-        if request.security:
-            return self._send_secure(pools.secure(self._config), request)
-        pool = pools.plain
-        content = request.content
-        if pool.direct and request.sink is None and (content is None or type(content) is bytes):
-            return pool.send(request)  # straight to the transport: the hot path
-        return self._dispatch(pool, request)
+    # --- the sync bridge: the one place every blocking call goes through ----------------
+    def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``make()`` on this client's sync bridge and wait for its result."""
+        return self._connections.bridge.run(make)
 
-    @staticmethod
-    async def _dispatch(pool: _Pool, request: Request) -> httpx.Response:
-        content = request.content
-        if pool.direct and request.sink is None and (content is None or type(content) is bytes):
-            return await pool.send(request)  # straight to the transport: the hot path
-        http = pool.http
-        built = http.build_request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            content=content,
-            timeout=request.timeout if request.timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            extensions=request.extensions,
-        )
-        if request.sink is None:
-            return await http.send(built)
-        from ._sink import receive_into
-
-        return await receive_into(http, built, request)
-
-    @staticmethod
-    async def _send_secure(pool: _Pool, request: Request) -> httpx.Response:
-        try:
-            return await Client._dispatch(pool, request)
-        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
-            # TLS 1.3 reports a refused client certificate on the first read, as a bare error
-            # or as a disconnect.
-            raise type(exc)(
-                f"security=True request to {httpx.URL(request.url).host} failed at the TLS "
-                f"layer or the connection dropped; if it persists, check that merchant_cert is "
-                f"the merchant's current API certificate ({type(exc).__name__}: {exc})",
-                request=exc._request or httpx.Request(request.method, request.url),
-            ) from exc
+    def _submit_sync(
+        self, make: Callable[[], Coroutine[Any, Any, T]]
+    ) -> concurrent.futures.Future[T]:
+        """Start ``make()`` on this client's sync bridge; cancelling the future cancels it."""
+        return self._connections.bridge.submit(make)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close this event loop's connections (and the sync bridge's, if started)."""
-        if not self._owns_transport:
+        if not self._owns_connections:
             return
-        await self._transport.aclose_current()
-        if self._transport.portal._loop is not None:
+        await self._connections.aclose_current()
+        if self._connections.bridge.running:
             import anyio.to_thread
 
-            await anyio.to_thread.run_sync(self._transport.close)
+            await anyio.to_thread.run_sync(self._connections.close)
 
     def close(self) -> None:
         """Close the sync bridge's connections and stop its thread."""
-        if self._owns_transport:
-            self._transport.close()
+        if self._owns_connections:
+            self._connections.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -518,27 +385,3 @@ class Client:
             f"<Client mchid={c.mchid!r} serial={c.serial!r} base_url={c.base_url!r} "
             f"middlewares={list(self._stack.names)}>"
         )
-
-
-def _check_headers(headers: Mapping[Any, Any]) -> None:
-    """Header names and values are ASCII ``str`` or ``bytes``; the value is never echoed."""
-    for name, value in headers.items():
-        if not isinstance(name, str | bytes) or not isinstance(value, str | bytes):
-            raise InvalidArgumentError(
-                f"headers must map str to str; got {type(name).__name__} -> "
-                f"{type(value).__name__} for {str(name)[:40]!r}"
-            )
-        if not name.isascii() or not value.isascii():
-            raise InvalidArgumentError(f"header {name[:40]!r} must be ASCII (name and value)")
-
-
-def default_stack(config: Config) -> Stack:
-    """template -> transformer -> signer -> verifier -> transport."""
-    return Stack(
-        [
-            ("template", ExpandTemplate()),
-            ("transformer", DecodeAnswer(config)),
-            ("signer", SignRequest(config)),
-            ("verifier", VerifyAnswer(config)),
-        ]
-    )

@@ -5,16 +5,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import crypto
 from ._exceptions import InvalidArgumentError
-from ._mtls import load_merchant_identity
-from ._platform import PlatformKeys
+from .crypto.identity import load_merchant_identity
+from .crypto.platform import PlatformKeys
 
-__all__ = ["DEFAULT_BASE_URL", "Config", "normalize_base_url"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_BASE_URL", "Config", "MerchantOptions", "normalize_base_url"]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
 
@@ -41,6 +45,21 @@ def _optional_str(name: str, value: object) -> str | None:
     return value
 
 
+class MerchantOptions(TypedDict, total=False):
+    """Who the client is: the merchant keywords of ``Client`` and ``for_merchant`` (DESIGN §2)."""
+
+    mchid: str | None
+    serial: str | None
+    private_key: crypto.PrivateKeyLike | None
+    certs: Mapping[str, object] | None
+    apiv3_key: str | bytes | None
+    secret: str | None
+    merchant_cert: object
+    merchant_key: object
+    merchant_key_password: str | bytes | None
+    base_url: str | None
+
+
 class Config:
     """What a client knows about its merchant. Shared by derived clients; never printed."""
 
@@ -53,6 +72,7 @@ class Config:
         "merchant_identity",
         "merchant_key",
         "merchant_key_password",
+        "notifications",
         "parallel_signing",
         "platform_keys",
         "private_key",
@@ -61,28 +81,25 @@ class Config:
         "serial",
     )
 
-    def __init__(
-        self,
-        *,
-        mchid: str | None = None,
-        serial: str | None = None,
-        private_key: crypto.PrivateKeyLike | None = None,
-        certs: Mapping[str, object] | None = None,
-        apiv3_key: str | bytes | None = None,
-        secret: str | None = None,
-        merchant_cert: object = None,
-        merchant_key: object = None,
-        merchant_key_password: str | bytes | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-    ) -> None:
+    def __init__(self, **options: Unpack[MerchantOptions]) -> None:
+        unknown = sorted(set(options) - set(MerchantOptions.__annotations__))
+        if unknown:
+            raise InvalidArgumentError(f"unknown merchant option(s) {unknown}")
+        mchid = options.get("mchid")
+        serial = options.get("serial")
+        private_key = options.get("private_key")
+        certs = options.get("certs")
+        merchant_cert = options.get("merchant_cert")
+        merchant_key = options.get("merchant_key")
+        merchant_key_password = options.get("merchant_key_password")
         self.mchid = _optional_str("mchid", mchid)
         self.serial = _optional_str("serial", serial)
         self.private_key: rsa.RSAPrivateKey | None = (
             None if private_key is None else crypto.load_private_key(private_key)
         )
         self.platform_keys = None if certs is None else PlatformKeys(certs)
-        self.apiv3_key = self._apiv3_key(apiv3_key)
-        self.secret = _optional_str("secret", secret)
+        self.apiv3_key = self._apiv3_key(options.get("apiv3_key"))
+        self.secret = _optional_str("secret", options.get("secret"))
         self.merchant_cert = merchant_cert
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password
@@ -94,7 +111,7 @@ class Config:
             fallback_key=self.private_key,
             fallback_source=private_key,
         )
-        self.base_url = normalize_base_url(base_url)
+        self.base_url = normalize_base_url(options.get("base_url") or DEFAULT_BASE_URL)
         #: Awaited by the verifier on an answer signed by an unknown serial; True when the
         #: serial became trusted (set by ``client.certificates.auto_refresh()``).
         self.resolve_serial: Callable[[str], Awaitable[bool]] | None = None
@@ -102,6 +119,9 @@ class Config:
         self.encrypted = False
         #: Sign on spare cores while other requests are in flight (``Client(parallel_signing=)``).
         self.parallel_signing = True
+        #: ``client.notifications`` of every client sharing this configuration (one
+        #: de-duplication store per merchant), made on first use.
+        self.notifications: Any = None
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")

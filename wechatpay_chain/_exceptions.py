@@ -8,6 +8,7 @@ The tree::
     │   └── NotificationError           a webhook could not be verified or decrypted (has `.reason`)
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
     └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
+        └── PublicKeyOnlyError          no platform certificates: the merchant uses a public key
 
 Transport failures (connect errors, timeouts, a closed connection) surface as the usual
 ``httpx.TransportError`` subclasses. No message ever contains a private key, the APIv2 key,
@@ -25,6 +26,7 @@ __all__ = [
     "DecryptionError",
     "InvalidArgumentError",
     "NotificationError",
+    "PublicKeyOnlyError",
     "VerificationError",
     "WechatpayError",
 ]
@@ -103,3 +105,22 @@ class APIError(WechatpayError, httpx.HTTPStatusError):
         if self.request_id:
             parts.append(f"(Request-ID {self.request_id})")
         return " ".join(parts)
+
+
+class PublicKeyOnlyError(APIError):
+    """The merchant has no platform certificate: WeChat Pay signs with its platform public key.
+
+    WeChat Pay answers ``RESOURCE_NOT_EXISTS``; give the public key in ``certs`` instead.
+    """
+
+    @classmethod
+    def from_error(cls, error: APIError) -> PublicKeyOnlyError:
+        return cls(
+            "this merchant has no platform certificates (public-key mode): WeChat Pay signs "
+            "with the platform public key; download pub_key.pem from the merchant platform "
+            "and give it as certs={'PUB_KEY_ID_…': 'file:///path/pub_key.pem'}",
+            request=error.request,
+            response=error.response,
+            code=error.code,
+            detail=error.detail,
+        )

@@ -11,14 +11,14 @@ Bad keys or arguments raise ``InvalidArgumentError``; failed decryption raises
 ``DecryptionError``. No message carries a key, a passphrase or a decrypted value.
 """
 
-from ._aes import (
+from .aes import (
     aes_ecb_decrypt,
     aes_ecb_encrypt,
     aes_gcm_decrypt,
     aes_gcm_decrypt_bytes,
     aes_gcm_encrypt,
 )
-from ._hashes import (
+from .hashes import (
     HASH_ALGORITHMS,
     equals,
     file_digest,
@@ -28,7 +28,7 @@ from ._hashes import (
     sha256,
     sm3,
 )
-from ._keys import (
+from .keys import (
     MIN_RSA_KEY_SIZE,
     CertificateLike,
     PrivateKeyLike,
@@ -39,7 +39,7 @@ from ._keys import (
     load_private_key,
     load_public_key,
 )
-from ._rsa import (
+from .rsa import (
     rsa_decrypt_oaep,
     rsa_decrypt_pkcs1v15,
     rsa_encrypt_oaep,

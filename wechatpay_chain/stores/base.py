@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 from .._exceptions import WechatpayError
 
 if TYPE_CHECKING:
-    from .._journal import JournalRow
+    from ..services.journal import JournalRow
 
 __all__ = ["JournalReader", "StoreUnavailableError"]
 

@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 import httpx
 
-from .._batch import BatchCall, BatchSummary, _failure, _success
 from .._exceptions import InvalidArgumentError, WechatpayError
-from .._journal import Outcome
-from .._progress import Progress
+from ..services.batch_call import BatchCall, BatchSummary, _failure, _success
+from ..services.journal import Outcome
+from ..services.progress import Progress
+from ..services.session import Session
 from .journal import PostgresJournal
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .._client import Client
 
 __all__ = ["SharedRunner"]
 
@@ -65,7 +65,7 @@ class SharedRunner(Generic[T]):
 
     def __init__(
         self,
-        client: Client,
+        client: Session,
         send: Callable[[BatchCall[Any]], Awaitable[Any]],
         items: Iterable[T] | AsyncIterable[T],
         journal: PostgresJournal,

@@ -24,7 +24,7 @@ from ._postgres import PostgresPool
 from ._redis import RedisConnection
 
 if TYPE_CHECKING:
-    from ..notifications import Claim
+    from ..notifications.dedup import Claim
 
 __all__ = ["PostgresDeduplicator", "RedisDeduplicator"]
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any, Literal
 
 from .._exceptions import InvalidArgumentError
-from .._journal import _COLUMNS, _FORMATS, JournalRow, Outcome, _check_format, _row, _write
+from ..services.journal import _COLUMNS, _FORMATS, JournalRow, Outcome, _check_format, _row, _write
 from ._postgres import PostgresPool, is_dsn
 from .base import StoreUnavailableError
 

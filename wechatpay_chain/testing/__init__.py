@@ -8,7 +8,8 @@ It listens on real loopback sockets, checks every request's signature, signs its
 can be told to misbehave (``server.misbehave("tamper_body")``).
 """
 
-from ._fake import FAULTS, PUBLIC_KEY_ID, FakeRequest, FakeWechatPay, Merchant, Reply
+from ._core import FAULTS, PUBLIC_KEY_ID, FakeRequest, Merchant, Reply
+from ._fake import FakeWechatPay
 from ._files import FILE_FAULTS, FakeFiles, StoredMedia, make_bill
 
 __all__ = [

@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, _Route
+    from ._core import FakeRequest, _Route
 
 __all__ = ["echo", "route_for"]
 
@@ -50,6 +50,6 @@ def echo(request: FakeRequest) -> Any:
 
 def route_for(method: str, path: str) -> _Route:
     """The route answering ``method path`` (no leading ``/``) when nothing else does."""
-    from ._fake import _Route
+    from ._core import _Route
 
     return _Route(method, path, _NEVER, (), echo)

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from .. import crypto
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, FakeWechatPay, PlatformSigner
+    from ._core import FakeRequest, PlatformSigner, Server
 
 __all__ = ["MODES", "PlatformCertificates", "install", "issue_certificate"]
 
@@ -66,7 +66,7 @@ def _iso(moment: datetime) -> str:
 class PlatformCertificates:
     """What ``GET v3/certificates`` publishes, and how many times it was downloaded."""
 
-    def __init__(self, server: FakeWechatPay) -> None:
+    def __init__(self, server: Server) -> None:
         self._server = server
         self._lock = threading.Lock()
         self.mode = "certificate"
@@ -84,7 +84,7 @@ class PlatformCertificates:
         publish: bool = True,
     ) -> PlatformSigner:
         """A new platform certificate (and key), published unless ``publish=False``."""
-        from ._fake import PlatformSigner, generate_key
+        from ._core import PlatformSigner, generate_key
 
         key = generate_key()
         certificate = issue_certificate(key, not_before=not_before, not_after=not_after, days=days)
@@ -102,7 +102,7 @@ class PlatformCertificates:
         return signer
 
     def answer(self, request: FakeRequest) -> Any:
-        from ._fake import Reply
+        from ._core import Reply
 
         with self._lock:
             self.downloads += 1
@@ -139,7 +139,7 @@ class PlatformCertificates:
         }
 
 
-def install(server: FakeWechatPay) -> None:
+def install(server: Server) -> None:
     """Publish the server's certificate on ``GET v3/certificates``."""
     certificates = PlatformCertificates(server)
     server.state["platform_certificates"] = certificates

@@ -5,24 +5,33 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
-import re
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
-from .. import _v3, crypto
+from .. import crypto
 from .._exceptions import VerificationError
+from ..protocol import v3 as _v3
+from ._core import (
+    FAULTS,
+    PUBLIC_KEY_ID,
+    FakeRequest,
+    Handler,
+    Merchant,
+    PlatformSigner,
+    Reply,
+    _compile,
+    _Fault,
+    _hex_serial,
+    _Route,
+    generate_key,
+    private_pem,
+    self_signed,
+)
 from ._http import HTTPReply, HTTPRequest, ServerThread
 from ._pki import TestCA
 
@@ -33,176 +42,6 @@ if TYPE_CHECKING:
     from ._files import FakeFiles
 
 __all__ = ["FAULTS", "FakeRequest", "FakeWechatPay", "Merchant", "Reply"]
-
-#: What ``misbehave`` can make the server do to the next matching answers.
-FAULTS = frozenset(
-    {
-        "tamper_signature",  # the signature no longer matches
-        "tamper_body",  # the body is changed after signing
-        "stale_timestamp",  # signed 6 minutes ago
-        "unknown_serial",  # signed by a serial the client does not know
-        "no_signature",  # no Wechatpay-* headers
-        "status_500",  # 500 SYSTEM_ERROR (signed)
-        "status_429",  # 429 FREQUENCY_LIMITED (signed)
-        "slow",  # answer after `delay` seconds
-        "close_connection",  # drop the connection without answering
-        "reset_mid_answer",  # handle the request, send half the answer, then a TCP reset
-        "v2_fail",  # APIv2: result_code FAIL, err_code SYSTEMERROR (signed)
-        "v2_wrong_sign",  # APIv2: the answer's sign does not match
-        "v2_unsigned",  # APIv2: a SUCCESS answer without sign
-        "v2_not_xml",  # APIv2: a 404 HTML page instead of XML
-        "v2_bad_xml",  # APIv2: XML that is not well-formed
-    }
-)
-
-PUBLIC_KEY_ID = "PUB_KEY_ID_0114232134912410000000000000"
-
-
-def _hex_serial(nbytes: int = 20) -> str:
-    return secrets.token_hex(nbytes).upper().lstrip("0") or "1"
-
-
-def generate_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def self_signed(
-    key: rsa.RSAPrivateKey, serial: int, name: str, days: int = 365
-) -> x509.Certificate:
-    """A certificate like WeChat Pay's platform ones, for tests."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-
-
-def private_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def public_pem(key: rsa.RSAPublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-@dataclass(slots=True)
-class Merchant:
-    """A merchant the fake server knows: its keys are generated unless given."""
-
-    mchid: str
-    serial: str
-    private_key: rsa.RSAPrivateKey
-    secret: str
-    apiv3_key: str
-    #: The public half of ``private_key``, derived once: every request signature needs it.
-    public_key: rsa.RSAPublicKey = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.public_key = self.private_key.public_key()
-
-    @classmethod
-    def generate(cls, mchid: str = "1900000001") -> Merchant:
-        return cls(
-            mchid=mchid,
-            serial=_hex_serial(),
-            private_key=generate_key(),
-            secret=secrets.token_hex(16),
-            apiv3_key=secrets.token_hex(16),
-        )
-
-
-@dataclass(slots=True)
-class PlatformSigner:
-    """A key the fake server signs answers with, named by certificate serial or public-key id."""
-
-    serial: str
-    private_key: rsa.RSAPrivateKey
-    certificate: x509.Certificate | None = None
-
-    @property
-    def public(self) -> bytes:
-        if self.certificate is not None:
-            return self.certificate.public_bytes(serialization.Encoding.PEM)
-        return public_pem(self.private_key.public_key())
-
-
-@dataclass(slots=True)
-class FakeRequest:
-    """A request as the fake server received and checked it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    template: str = ""
-    params: dict[str, str] = field(default_factory=dict)
-    mchid: str | None = None
-    tls_client_cert: bool = False
-    data: Any = None  # parsed JSON (APIv3) or XML fields (APIv2)
-    body_file: Any = None  # a large body, spooled to a temporary file (body is then b"")
-
-    @property
-    def json(self) -> Any:
-        return self.data
-
-
-@dataclass(slots=True)
-class Reply:
-    """What a handler answers; a dict is shorthand for ``Reply(200, json=dict)``."""
-
-    status: int = 200
-    json: Any = None
-    body: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    #: APIv2 answer fields, written as signed XML (a plain dict means the same for v2 routes).
-    xml: Any = None
-
-
-Handler = Callable[[FakeRequest], Any]
-
-
-@dataclass(slots=True)
-class _Route:
-    method: str
-    template: str
-    pattern: re.Pattern[str]
-    names: tuple[str, ...]
-    handler: Handler
-
-
-@dataclass(slots=True)
-class _Fault:
-    kind: str
-    remaining: int
-    template: str | None
-    delay: float
-
-
-def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
-    names: list[str] = []
-    regex = ""
-    for piece in re.split(r"(\{[^{}]+\})", template):
-        if piece.startswith("{") and piece.endswith("}"):
-            names.append(piece[1:-1])
-            regex += "([^/]+)"
-        else:
-            regex += re.escape(piece)
-    return re.compile(regex + r"\Z"), tuple(names)
-
 
 class FakeWechatPay:
     """A fake WeChat Pay on loopback for tests, demos and benchmarks.
@@ -425,7 +264,7 @@ class FakeWechatPay:
         path, _, raw_query = http.target.partition("?")
         if path.startswith("/v3/") or path == "/v3":
             return await self._handle_v3(http, path, raw_query)
-        from . import _v2fake
+        from . import _v2 as _v2fake
 
         return await _v2fake.handle(self, http, path, raw_query)
 

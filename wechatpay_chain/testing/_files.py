@@ -33,7 +33,7 @@ from ._http import HTTPReply
 from ._multipart import read_parts
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, FakeWechatPay
+    from ._core import FakeRequest, Server
 
 __all__ = ["FILE_FAULTS", "UPLOADS", "FakeFiles", "StoredMedia", "install", "make_bill"]
 
@@ -209,7 +209,7 @@ def _corrupt(data: bytes) -> bytes:
 class FakeFiles:
     """The fake server's file side: uploads received, bills to serve, download faults."""
 
-    server: FakeWechatPay
+    server: Server
     media: dict[str, StoredMedia] = field(default_factory=dict)
     bills: dict[tuple[str, str, str], Content] = field(default_factory=dict)
     #: How many file downloads were served (bill files and images).
@@ -410,7 +410,7 @@ class FakeFiles:
         type_name = "account_type" if kind == "fundflow" else "bill_type"
 
         def handle(request: FakeRequest) -> Any:
-            from ._fake import Reply
+            from ._core import Reply
 
             fields: dict[str, str] = request.data or {}
             day = fields.get("bill_date", "")
@@ -438,7 +438,7 @@ class FakeFiles:
 
 
 def _error(status: int, code: str, message: str) -> Any:
-    from ._fake import Reply
+    from ._core import Reply
 
     return Reply(status, json={"code": code, "message": message})
 
@@ -447,7 +447,7 @@ def _v2_fail(message: str, error_code: str) -> dict[str, str]:
     return {"return_code": "FAIL", "return_msg": message, "error_code": error_code}
 
 
-def install(server: FakeWechatPay) -> FakeFiles:
+def install(server: Server) -> FakeFiles:
     """Register the upload, bill and download routes on ``server`` (``server.files``)."""
     files = FakeFiles(server)
     server.state["files"] = files

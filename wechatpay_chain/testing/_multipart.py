@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..crypto._hashes import _hasher
+from ..crypto.hashes import _hasher
 
 __all__ = ["Part", "boundary_of", "meta_part", "parts", "read_parts"]
 

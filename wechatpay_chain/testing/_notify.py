@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .. import _v2, _v3, crypto
+from .. import crypto
 from .._exceptions import InvalidArgumentError
-from .._formatter import Formatter
-from .._transformer import Transformer
+from ..protocol import v2 as _v2
+from ..protocol import v3 as _v3
+from ..protocol.formatter import Formatter
+from ..protocol.transformer import Transformer
 
 if TYPE_CHECKING:
-    from ._fake import FakeWechatPay
+    from ._core import Server
 
 __all__ = [
     "NOTIFICATION_FAULTS",
@@ -75,7 +77,7 @@ def _check_fault(fault: str | None, known: frozenset[str]) -> None:
 
 
 def build_notification(
-    server: FakeWechatPay,
+    server: Server,
     event_type: str,
     resource: Mapping[str, Any],
     *,
@@ -136,7 +138,7 @@ def build_notification(
 
 
 def build_v2_notification(
-    server: FakeWechatPay,
+    server: Server,
     fields: Mapping[str, Any],
     *,
     refund: bool = False,

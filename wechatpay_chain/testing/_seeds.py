@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, FakeWechatPay
+    from ._core import FakeRequest, Server
 
 __all__ = ["install"]
 
@@ -13,12 +13,12 @@ _REQUIRED_SEND = ("stock_id", "out_request_no", "appid", "stock_creator_mchid")
 
 
 def _param_error(message: str) -> Any:
-    from ._fake import Reply
+    from ._core import Reply
 
     return Reply(400, json={"code": "PARAM_ERROR", "message": message})
 
 
-def install(server: FakeWechatPay) -> None:
+def install(server: Server) -> None:
     """Register the seed handlers on ``server``."""
     state = server.state
 
@@ -69,7 +69,8 @@ def install(server: FakeWechatPay) -> None:
     server.route("GET", "v3/marketing/favor/users/{openid}/coupons", list_coupons)
     server.route("POST", "v3/multiuse/users/{openid}/coupons", send_multiuse)
 
-    from . import _certificates, _v2seeds
+    from . import _certificates
+    from . import _v2seeds as _v2seeds
 
     _certificates.install(server)
     _v2seeds.install(server)

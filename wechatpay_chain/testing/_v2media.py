@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ._multipart import read_parts
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, FakeWechatPay
+    from ._core import FakeRequest, Server
     from ._http import HTTPRequest
 
 __all__ = ["UPLOADMEDIA", "UPLOAD_LIMIT", "form_fields", "install", "is_form", "sign_error"]
@@ -86,7 +86,7 @@ def _param_error(mchid: str, message: str) -> dict[str, str]:
     }
 
 
-def install(server: FakeWechatPay) -> None:
+def install(server: Server) -> None:
     """Register ``POST v2/secapi/mch/uploadmedia`` on ``server``."""
 
     def uploadmedia(request: FakeRequest) -> Any:

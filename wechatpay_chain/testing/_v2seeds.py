@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._fake import FakeRequest, FakeWechatPay
+    from ._core import FakeRequest, Server
 
 __all__ = ["install"]
 
@@ -49,7 +49,7 @@ def _missing(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
     return f"缺少参数: {', '.join(missing)}" if missing else None
 
 
-def install(server: FakeWechatPay) -> None:
+def install(server: Server) -> None:
     """Register the APIv2 seed handlers on ``server``."""
     state = server.state
 
@@ -124,6 +124,6 @@ def install(server: FakeWechatPay) -> None:
     server.route("POST", SEND_COUPON, send_coupon)
     server.route("POST", QUERY_COUPON_STOCK, query_coupon_stock)
 
-    from . import _v2media
+    from . import _v2media as _v2media
 
     _v2media.install(server)

@@ -1,0 +1,440 @@
+"""CLI subcommands: ``certificates download``, ``request`` and ``notification verify``.
+
+Secrets can come from the environment instead of the command line, where other users of the
+machine could read them: ``WECHATPAY_APIV3_KEY`` and ``WECHATPAY_SECRET``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._client import Client
+
+__all__ = ["register"]
+
+_APIV3_ENV = "WECHATPAY_APIV3_KEY"
+_SECRET_ENV = "WECHATPAY_SECRET"  # noqa: S105 - an environment variable's name
+
+
+class _Failure(Exception):
+    """A problem the user must fix, printed without a traceback."""
+
+
+def _pair(value: str, sep: str, what: str) -> tuple[str, str]:
+    key, found, rest = value.partition(sep)
+    if not found or not key.strip():
+        raise argparse.ArgumentTypeError(f"{what} must look like NAME{sep}VALUE, got {value!r}")
+    return key.strip(), rest.strip() if sep == ":" else rest
+
+
+def _query(value: str) -> tuple[str, str]:
+    return _pair(value, "=", "--query")
+
+
+def _param(value: str) -> tuple[str, str]:
+    return _pair(value, "=", "--param")
+
+
+def _header(value: str) -> tuple[str, str]:
+    return _pair(value, ":", "--header")
+
+
+def _cert(value: str) -> tuple[str, str]:
+    return _pair(value, "=", "--cert")
+
+
+def _text_arg(value: str) -> str:
+    """``@file`` reads the file, ``@-`` standard input, anything else is the value itself."""
+    if value == "@-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _Failure(f"{value[1:]} cannot be read: {exc.strerror}") from None
+    return value
+
+
+def _json_arg(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(_text_arg(value))
+    except ValueError as exc:
+        raise _Failure(f"{what} is not valid JSON: {exc}") from None
+
+
+def _certs(pairs: list[tuple[str, str]] | None) -> dict[str, object] | None:
+    if not pairs:
+        return None
+    return {serial: Path(path) for serial, path in pairs}
+
+
+def _secret(value: str | None, env: str) -> str | None:
+    return value if value is not None else os.environ.get(env) or None
+
+
+# --- shared options ------------------------------------------------------------------------
+
+
+def _merchant_options(parser: argparse.ArgumentParser, *, v3_only: bool = True) -> None:
+    """``-s`` and ``-k`` are optional where APIv2 calls (which do not use them) are allowed."""
+    group = parser.add_argument_group("merchant")
+    group.add_argument("-m", "--mchid", required=True, help="merchant id")
+    group.add_argument(
+        "-s", "--serial", required=v3_only, help="serial of the merchant API certificate"
+    )
+    group.add_argument(
+        "-k",
+        "--private-key",
+        required=v3_only,
+        metavar="KEYFILE",
+        help="merchant API private key (apiclient_key.pem)",
+    )
+    _trust_options(parser)
+    parser.add_argument(
+        "--base-url", help="another host, e.g. a fake server for tests (default: WeChat Pay)"
+    )
+
+
+def _trust_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--cert",
+        action="append",
+        type=_cert,
+        metavar="SERIAL=FILE",
+        help="trusted platform certificate or public key (PUB_KEY_ID_…=pub_key.pem); repeat",
+    )
+    parser.add_argument(
+        "--apiv3-key",
+        help=f"APIv3 key (default: ${_APIV3_ENV}); decrypts certificates and notifications",
+    )
+
+
+def _client(args: argparse.Namespace, **overrides: Any) -> Client:
+    from .._client import Client
+
+    options: dict[str, Any] = {
+        "mchid": getattr(args, "mchid", None),
+        "serial": getattr(args, "serial", None),
+        "private_key": Path(args.private_key) if getattr(args, "private_key", None) else None,
+        "certs": _certs(args.cert),
+        "apiv3_key": _secret(args.apiv3_key, _APIV3_ENV),
+        "secret": _secret(getattr(args, "secret", None), _SECRET_ENV),
+    }
+    if getattr(args, "base_url", None):
+        options["base_url"] = args.base_url
+    options.update(overrides)
+    return Client(**options)
+
+
+def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Errors the user can act on become one ``error:`` line and exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
+        from .._exceptions import WechatpayError
+
+        try:
+            return handler(args)
+        except (_Failure, WechatpayError, httpx.HTTPError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+# --- certificates download -----------------------------------------------------------------
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temporary = tempfile.mkstemp(prefix=".wechatpay_", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)  # a certificate is public
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _certificates_download(args: argparse.Namespace) -> int:
+    if _secret(args.apiv3_key, _APIV3_ENV) is None:
+        raise _Failure(f"the APIv3 key is required: --apiv3-key or ${_APIV3_ENV}")
+    client = _client(args)
+    certificates = client.certificates.download_sync(bootstrap=not args.no_bootstrap)
+    client.close()
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    for cert in certificates:
+        path = folder / f"wechatpay_{cert.serial}.pem"
+        _write_atomically(path, cert.pem)
+        print(
+            f"{cert.serial}  effective {cert.effective_time:%Y-%m-%dT%H:%M:%SZ}  "
+            f"expires {cert.expire_time:%Y-%m-%dT%H:%M:%SZ}  {path}"
+        )
+    return 0
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+def _request(args: argparse.Namespace) -> int:
+    path = args.path.lstrip("/")
+    v2 = path.startswith("v2/")
+    if v2 and args.json is not None:
+        raise _Failure("--json is for APIv3; v2/... paths take --xml")
+    options: dict[str, Any] = dict(args.param or [])
+    if args.query:
+        options["query"] = dict(args.query)
+    if args.header:
+        options["headers"] = dict(args.header)
+    body = _json_arg(args.json, "--json")
+    fields = _json_arg(args.xml, "--xml")
+    if body is not None:
+        options["json"] = body
+    if fields is not None:
+        if not isinstance(fields, dict):
+            raise _Failure("--xml must be a JSON object of field -> value")
+        options["xml"] = fields
+    if args.security:
+        options["security"] = True
+    client = _client(args)
+    try:
+        if not v2 and client.config.platform_keys is None:
+            if client.config.apiv3_key is None:
+                raise _Failure(
+                    "answers must be verified: give -c SERIAL=FILE (platform certificate or "
+                    f"public key) or the APIv3 key (--apiv3-key / ${_APIV3_ENV}) to download "
+                    "the certificates first"
+                )
+            client.certificates.refresh_sync()
+        send = getattr(client.chain(path), f"{args.method.lower()}_sync")
+        response = send(**options)
+    finally:
+        client.close()
+    if args.include:
+        print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.items():
+            print(f"{name}: {value}")
+        print()
+    _print_body(response.content)
+    return 0
+
+
+def _print_body(content: bytes) -> None:
+    try:
+        document = json.loads(content)
+    except ValueError:
+        sys.stdout.write(content.decode("utf-8", "replace"))
+        if content and not content.endswith(b"\n"):
+            sys.stdout.write("\n")
+        return
+    print(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+# --- notification verify -------------------------------------------------------------------
+
+
+def _read_headers(path: str) -> list[tuple[str, str]]:
+    text = _text_arg("@" + path)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            document = json.loads(stripped)
+        except ValueError as exc:
+            raise _Failure(f"{path} is not valid JSON: {exc}") from None
+        return [(str(k), str(v)) for k, v in document.items()]
+    pairs = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("HTTP/") or line.split(" ", 1)[0].isupper():
+            continue  # blank lines, a status line or a request line ("POST /notify HTTP/1.1")
+        name, found, value = line.partition(":")
+        if not found:
+            raise _Failure(f"{path}: {line[:40]!r} is not a 'Name: value' header line")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _notification_verify(args: argparse.Namespace) -> int:
+    from .._exceptions import NotificationError
+
+    if args.body == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(args.body).read_bytes()
+        except OSError as exc:
+            raise _Failure(f"{args.body} cannot be read: {exc.strerror}") from None
+    client = _client(args)
+    notifications = client.notifications
+    try:
+        if args.kind == "v2_pay":
+            v2_pay = notifications.parse_v2_pay(body)
+            print(f"verified v2_pay notification {v2_pay!r}")
+            return 0
+        if args.kind == "v2_refund":
+            v2_refund = notifications.parse_v2_refund(body)
+            print(f"verified v2_refund notification {v2_refund!r}")
+            return 0
+        if not args.headers:
+            raise _Failure("--headers is required for APIv3 notifications")
+        headers = _read_headers(args.headers)
+        now: float = time.time()
+        if args.ignore_time:
+            stamp = next((v for k, v in headers if k.lower() == "wechatpay-timestamp"), "")
+            if stamp.isdigit():
+                now = float(stamp)
+        notification = notifications.parse(headers, body, now=now)
+    except NotificationError as exc:
+        print(f"rejected ({exc.reason}): {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(
+        f"verified: id={notification.id} event_type={notification.event_type} "
+        f"create_time={notification.create_time} summary={notification.summary}"
+    )
+    if args.show_resource:
+        print(json.dumps(notification.resource, ensure_ascii=False, indent=2))
+    return 0
+
+
+# --- registration --------------------------------------------------------------------------
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``certificates``, ``request`` and ``notification`` to the ``wechatpay-chain`` CLI."""
+    certificates = commands.add_parser(
+        "certificates",
+        help="platform certificates",
+        description="Platform certificates WeChat Pay signs its answers with.",
+    )
+    certificate_commands = certificates.add_subparsers(
+        dest="certificates_command", required=True, metavar="COMMAND"
+    )
+    download = certificate_commands.add_parser(
+        "download",
+        help="download, decrypt and verify the platform certificates",
+        description=(
+            "GET v3/certificates, decrypt each certificate with the APIv3 key, check its "
+            "dates and the answer's signature, and write DIR/wechatpay_<serial>.pem. Without "
+            "-c the answer is verified with the certificate it carries (bootstrap)."
+        ),
+    )
+    _merchant_options(download)
+    download.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    download.add_argument(
+        "--no-bootstrap",
+        action="store_true",
+        help="require the answer to be signed by a key given with -c",
+    )
+    download.set_defaults(handler=_run(_certificates_download))
+
+    request = commands.add_parser(
+        "request",
+        help="make any signed API call",
+        description=(
+            "Sign and send one call, verify the answer and print its body. APIv3 answers "
+            "are checked with -c keys, or with certificates downloaded first via the APIv3 "
+            "key. v2/... paths are APIv2 (XML, signed with --secret)."
+        ),
+        epilog=(
+            "example: wechatpay-chain request v3/pay/transactions/out-trade-no/1217752501 "
+            "--query mchid=1900000001 -m 1900000001 -s SERIAL -k apiclient_key.pem "
+            "-c PUB_KEY_ID_…=pub_key.pem"
+        ),
+    )
+    request.add_argument("path", help="e.g. v3/certificates or v3/refund/domestic/refunds")
+    request.add_argument(
+        "-X",
+        "--method",
+        default="GET",
+        type=str.upper,
+        choices=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        help="HTTP method (default GET)",
+    )
+    request.add_argument(
+        "-q", "--query", action="append", type=_query, metavar="K=V", help="query parameter"
+    )
+    request.add_argument(
+        "-P",
+        "--param",
+        action="append",
+        type=_param,
+        metavar="NAME=VALUE",
+        help="value of a {placeholder} in PATH",
+    )
+    request.add_argument(
+        "-H", "--header", action="append", type=_header, metavar="'NAME: VALUE'", help="header"
+    )
+    request.add_argument("--json", metavar="JSON", help="APIv3 body; @file or @- to read it")
+    request.add_argument(
+        "--xml", metavar="JSON", help="APIv2 fields as a JSON object; @file or @- to read it"
+    )
+    request.add_argument("--secret", help=f"APIv2 key (default: ${_SECRET_ENV})")
+    request.add_argument(
+        "--security", action="store_true", help="APIv2 call that needs the merchant certificate"
+    )
+    request.add_argument(
+        "-i", "--include", action="store_true", help="print the status line and headers too"
+    )
+    _merchant_options(request, v3_only=False)
+    request.set_defaults(handler=_run(_request))
+
+    notification = commands.add_parser(
+        "notification",
+        help="WeChat Pay notifications (webhooks)",
+        description="Check notifications WeChat Pay posted to a notify URL.",
+    )
+    notification_commands = notification.add_subparsers(
+        dest="notification_command", required=True, metavar="COMMAND"
+    )
+    verify = notification_commands.add_parser(
+        "verify",
+        help="verify (and decrypt) a saved notification",
+        description=(
+            "Verify a notification saved as its headers and raw body: the signature (with -c "
+            "keys) and, for APIv3, the decryption of its resource with the APIv3 key. Exit "
+            "status 0 when it checks out, 1 when it is rejected."
+        ),
+    )
+    verify.add_argument(
+        "--headers",
+        metavar="FILE",
+        help="request headers: a JSON object or 'Name: value' lines (APIv3)",
+    )
+    verify.add_argument(
+        "--body", required=True, metavar="FILE", help="raw request body as received; - for stdin"
+    )
+    verify.add_argument(
+        "--kind",
+        choices=["v3", "v2_pay", "v2_refund"],
+        default="v3",
+        help="notification kind (default v3)",
+    )
+    _trust_options(verify)
+    verify.add_argument("--secret", help=f"APIv2 key for v2 kinds (default: ${_SECRET_ENV})")
+    verify.add_argument(
+        "--ignore-time",
+        action="store_true",
+        help="check as of the notification's own timestamp (for old saved notifications)",
+    )
+    verify.add_argument(
+        "--show-resource",
+        action="store_true",
+        help="print the decrypted resource (personal data: payer, amounts)",
+    )
+    verify.set_defaults(handler=_run(_notification_verify))
