@@ -3,11 +3,13 @@ fails closed, as configured. A real Redis server (tests/_servers.py), the fake W
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from _servers import free_port
 
 from wechatpay_chain import InvalidArgumentError, RateLimit
 from wechatpay_chain.stores import RedisRateStore, StoreUnavailableError
-from wechatpay_chain.testing import FakeRequest, FakeWechatPay
+from wechatpay_chain.testing import FakeWechatPay
 
 pytestmark = pytest.mark.anyio
 
@@ -120,19 +122,70 @@ def _pem(value: Any) -> Any:
     return value
 
 
+class ArrivalServer:
+    """A bare HTTP/1.1 server on loopback that answers ``{}`` and notes when each request came.
+
+    The rate is read at the server, and this one costs a few microseconds a request, so a
+    loaded machine cannot make the clients look slower than the limit lets them go.
+    """
+
+    ANSWER = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    )
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        self._loop.run_until_complete(server.wait_closed())
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.arrivals.append(time.monotonic())
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length" and int(value):
+                        await reader.readexactly(int(value))
+                writer.write(self.ANSWER)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> ArrivalServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
 @pytest.mark.slow
 def test_four_processes_sharing_a_limit_of_500_per_second_stay_within_ten_percent(
     wechatpay_server: FakeWechatPay, redis_url: str, tmp_path: Path
 ) -> None:
-    arrivals: list[float] = []
-
-    def paced(request: FakeRequest) -> Any:
-        arrivals.append(time.monotonic())
-        return {}
-
-    wechatpay_server.route("GET", TEMPLATE, paced)
+    # The merchant's keys from the fake server; the requests go to the counting server.
+    server = ArrivalServer().__enter__()
     options = {k: _pem(v) for k, v in wechatpay_server.client_options().items()}
+    options["base_url"] = f"http://127.0.0.1:{server.port}/"
     config = {
+        "verify": False,
         "options": options,
         "url": redis_url,
         "prefix": prefix(),
@@ -150,10 +203,14 @@ def test_four_processes_sharing_a_limit_of_500_per_second_stay_within_ten_percen
         )
         for _ in range(4)
     ]
-    for process in processes:
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err.decode()[-2000:]
-        assert json.loads(out) == PER_PROCESS
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err.decode()[-2000:]
+            assert json.loads(out) == PER_PROCESS
+    finally:
+        server.__exit__()
+    arrivals = server.arrivals
     assert len(arrivals) == 4 * PER_PROCESS
     arrivals.sort()
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
