@@ -61,10 +61,17 @@ async def test_a_dsn_journal_sends_every_item_once_and_reports_the_whole_batch(
 ) -> None:
     name = batch_name()
     items = openids(300)
+    drawn = io.StringIO()
     summary = await wechatpay_client.batch(
-        coupon_sender(wechatpay_server), items, journal=f"{postgres_dsn}#{name}", concurrency=16
+        coupon_sender(wechatpay_server),
+        items,
+        journal=f"{postgres_dsn}#{name}",
+        concurrency=16,
+        progress=drawn,
     )
     assert isinstance(summary, BatchSummary)
+    # The progress line counts the whole batch (read from the journal).
+    assert drawn.getvalue().rstrip().rsplit("\r", 1)[-1].startswith("300/300 100% ")
     assert (summary.total, summary.sent, summary.succeeded, summary.failed) == (300, 300, 300, 0)
     assert summary.batch == {"done": 300} and summary.ok and summary.unresolved == 0
     assert "whole batch: 300 done" in str(summary)
