@@ -18,6 +18,7 @@ from ._chain import Chain, Verb
 from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
     APIError,
+    DeadlineExceeded,
     DecryptionError,
     InvalidArgumentError,
     NotificationError,
@@ -48,6 +49,7 @@ __all__ = [
     "Chain",
     "Client",
     "Config",
+    "DeadlineExceeded",
     "DecryptionError",
     "Formatter",
     "InvalidArgumentError",

@@ -13,9 +13,16 @@ import httpx
 
 from . import crypto
 from ._chain import Chain
-from ._config import DEFAULT_BASE_URL, Config, MerchantOptions, normalize_base_url
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_ANSWER_SIZE,
+    Config,
+    MerchantOptions,
+    normalize_base_url,
+)
 from ._exceptions import InvalidArgumentError
 from ._options import build_request
+from .middlewares.deadline import check_deadline, within
 from .middlewares.pipeline import Handler, Middleware, Stack
 from .middlewares.sign import RsaSigner, SignRequest
 from .middlewares.stack import default_stack, resilient_stack
@@ -71,6 +78,8 @@ class Client:
         log_requests: bool = False,
         metrics: MetricsHook | None = None,
         parallel_signing: bool = True,
+        deadline: float | None = None,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         **httpx_options: Any,
     ) -> None:
         unknown = sorted(set(httpx_options) - _HTTPX_OPTIONS)
@@ -96,6 +105,12 @@ class Client:
                 f"parallel_signing must be True or False, got {type(parallel_signing).__name__}"
             )
         config.parallel_signing = parallel_signing
+        config.deadline = check_deadline(deadline)
+        if isinstance(max_answer_size, bool) or not isinstance(max_answer_size, int):
+            raise InvalidArgumentError(f"max_answer_size must be an int, got {max_answer_size!r}")
+        if max_answer_size < 1:
+            raise InvalidArgumentError(f"max_answer_size must be > 0, got {max_answer_size}")
+        config.max_answer_size = max_answer_size
         stack = default_stack(config)
         if retry is not None or rate_limit is not None or log_requests or metrics is not None:
             stack = resilient_stack(
@@ -115,7 +130,7 @@ class Client:
         #: False for ``for_merchant`` clients: closing them leaves the shared pools open.
         self._owns_connections = owner
         self._stack = stack
-        self._transmit = Transmit(connections, config.merchant_identity)
+        self._transmit = Transmit(connections, config.merchant_identity, config.max_answer_size)
         self._handler = stack.compose(self._transmit)
         self._root = Chain(self, "")
 
@@ -291,6 +306,8 @@ class Client:
             options["base_url"] = self._config.base_url
         config = Config(**options)
         config.parallel_signing = self._config.parallel_signing
+        config.deadline = self._config.deadline
+        config.max_answer_size = self._config.max_answer_size
         merchant = Client.__new__(Client)
         merchant._setup(config, self._connections, self._stack_for(config), owner=False)
         return merchant
@@ -304,10 +321,12 @@ class Client:
     def _send(
         self, method: str, template: str, options: dict[str, Any]
     ) -> Awaitable[httpx.Response]:
-        request = build_request(method, template, options, self._config.base_url)
-        if request.retry is not None:
-            return self._retrying_handler(request)(request)
-        return self._handler(request)
+        config = self._config
+        request = build_request(method, template, options, config.base_url, config.deadline)
+        handler = self._handler if request.retry is None else self._retrying_handler(request)
+        if request.deadline is not None:
+            return within(request.deadline, handler, request)
+        return handler(request)
 
     def _retrying_handler(self, request: Request) -> Handler:
         """The handler for a call with ``retry=``: this stack, with a ``retry`` stage if none."""
@@ -322,10 +341,13 @@ class Client:
         return handler
 
     def _send_sync(self, method: str, template: str, options: dict[str, Any]) -> httpx.Response:
-        request = build_request(method, template, options, self._config.base_url)
+        config = self._config
+        request = build_request(method, template, options, config.base_url, config.deadline)
         handler = self._handler if request.retry is None else self._retrying_handler(request)
 
         async def call() -> httpx.Response:
+            if request.deadline is not None:
+                return await within(request.deadline, handler, request)
             return await handler(request)
 
         return self._run_sync(call)

@@ -18,9 +18,17 @@ from .crypto.platform import PlatformKeys
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_BASE_URL", "Config", "MerchantOptions", "normalize_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_ANSWER_SIZE",
+    "Config",
+    "MerchantOptions",
+    "normalize_base_url",
+]
 
 DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
+#: WeChat Pay's answers are a few KiB; downloads go to ``sink=`` (transport/decoding.py).
+DEFAULT_MAX_ANSWER_SIZE = 16 * 1024 * 1024
 
 _KEYS_LOCK = threading.Lock()
 
@@ -66,7 +74,9 @@ class Config:
     __slots__ = (
         "apiv3_key",
         "base_url",
+        "deadline",
         "encrypted",
+        "max_answer_size",
         "mchid",
         "merchant_cert",
         "merchant_identity",
@@ -122,6 +132,11 @@ class Config:
         #: ``client.notifications`` of every client sharing this configuration (one
         #: de-duplication store per merchant), made on first use.
         self.notifications: Any = None
+        #: Total seconds per call (``Client(deadline=)``, see middlewares/deadline.py), and
+        #: the most bytes an answer read into memory may decode to (``max_answer_size=``,
+        #: see transport/decoding.py).
+        self.deadline: float | None = None
+        self.max_answer_size = DEFAULT_MAX_ANSWER_SIZE
         # serial without private_key is allowed: the key may live in a KMS (with_signer).
         if self.private_key is not None and self.serial is None:
             raise InvalidArgumentError("private_key is given but serial is not: APIv3 needs both")

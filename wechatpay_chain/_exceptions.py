@@ -7,6 +7,7 @@ The tree::
     ├── VerificationError           an answer or notification failed verification: do not trust it
     │   └── NotificationError           a webhook could not be verified or decrypted (has `.reason`)
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
+    ├── DeadlineExceeded (httpx.TimeoutException)   a call's total deadline= passed
     └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
         └── PublicKeyOnlyError          no platform certificates: the merchant uses a public key
 
@@ -23,6 +24,7 @@ import httpx
 
 __all__ = [
     "APIError",
+    "DeadlineExceeded",
     "DecryptionError",
     "InvalidArgumentError",
     "NotificationError",
@@ -58,6 +60,10 @@ class NotificationError(VerificationError):
 
 class DecryptionError(WechatpayError):
     """Decryption failed: wrong key, wrong associated data or tampered ciphertext."""
+
+
+class DeadlineExceeded(WechatpayError, httpx.TimeoutException):
+    """A call did not complete within its total ``deadline=`` (all attempts, all I/O)."""
 
 
 class APIError(WechatpayError, httpx.HTTPStatusError):

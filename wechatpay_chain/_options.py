@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ._config import normalize_base_url
 from ._exceptions import InvalidArgumentError
+from .middlewares.deadline import check_deadline
 from .middlewares.retry import check_call_options
 from .protocol.request import Request
 from .protocol.template import placeholders
@@ -29,12 +30,17 @@ OPTIONS = frozenset(
         "extensions",
         "retry",
         "idempotent",
+        "deadline",
     }
 )
 
 
 def build_request(
-    method: str, template: str, options: dict[str, Any], default_base_url: str
+    method: str,
+    template: str,
+    options: dict[str, Any],
+    default_base_url: str,
+    default_deadline: float | None = None,
 ) -> Request:
     """A verb's keyword options checked and turned into a ``Request``; nothing is sent."""
     api: Literal["v2", "v3"] = "v2" if template.startswith("v2/") else "v3"
@@ -82,6 +88,10 @@ def build_request(
         timeout=options.get("timeout"),
         extensions=options.get("extensions"),
     )
+    if "deadline" in options:
+        request.deadline = check_deadline(options["deadline"])
+    else:
+        request.deadline = default_deadline
     retry, idempotent = options.get("retry"), options.get("idempotent")
     if retry is not None or idempotent is not None:
         check_call_options(retry, idempotent)

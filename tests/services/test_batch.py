@@ -359,3 +359,46 @@ async def test_bad_batch_arguments_are_refused(
     with pytest.raises(InvalidArgumentError, match="journal must be a path"):
         await wechatpay_client.batch(send, openids(1), journal=None)  # type: ignore[arg-type]
     assert posts(wechatpay_server) == []
+
+
+def test_a_script_runs_a_batch_with_a_plain_send_function(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    items = openids(40, prefix="sync-")
+    threads: set[int] = set()
+
+    def send(call: BatchCall[str]) -> httpx.Response:
+        import threading
+
+        threads.add(threading.get_ident())
+        return call.client[TEMPLATE].post_sync(
+            openid=call.item,
+            json={
+                "stock_id": "9856000",
+                "out_request_no": call.idempotency_key,
+                "appid": "wxd678efh567hg6787",
+                "stock_creator_mchid": wechatpay_server.merchant.mchid,
+            },
+        )
+
+    journal = tmp_path / "sync.sqlite"
+    with wechatpay_server.client() as client:
+        summary = client.batch.run_sync(send, items, journal=journal, concurrency=4)
+        assert (summary.total, summary.succeeded, summary.failed) == (40, 40, 0)
+        again = client.batch.run_sync(send, items, journal=journal, concurrency=4)
+    assert again.sent == 0 and again.skipped == 40  # resumed from the journal: nothing resent
+    assert all(len(coupons(wechatpay_server)[o]) == 1 for o in items)
+    assert 1 < len(threads) <= 4  # worker threads, bounded by concurrency
+
+
+def test_a_script_runs_a_batch_with_an_async_send_function(
+    wechatpay_server: FakeWechatPay, tmp_path: Path
+) -> None:
+    items = openids(10, prefix="async-")
+    with wechatpay_server.client() as client:
+        summary = client.batch.run_sync(
+            coupon_sender(wechatpay_server), items, journal=tmp_path / "a.sqlite"
+        )
+    assert (summary.total, summary.succeeded) == (10, 10)
+    with wechatpay_server.client() as client, pytest.raises(InvalidArgumentError):
+        client.batch.run_sync(lambda call: None, items, journal=":memory:", concurrency=0)

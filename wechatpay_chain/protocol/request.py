@@ -39,6 +39,8 @@ class Request:
     #: Per-call ``retry=`` (a RetryPolicy, True or False) and ``idempotent=`` (see _retry).
     retry: Any = None
     idempotent: bool | None = None
+    #: Total seconds for the call (``deadline=``, else the client's): middlewares/deadline.py.
+    deadline: float | None = None
     #: Path below the base URL, placeholders expanded (APIv2: without the ``v2/`` prefix).
     path: str = ""
     #: Full URL sent, and its path+query as signed.

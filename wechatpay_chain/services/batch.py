@@ -14,6 +14,7 @@ re-run on the same journal skips the items already done and sends the ones left 
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TextIO, cast
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from .._exceptions import InvalidArgumentError, WechatpayError
@@ -414,3 +416,33 @@ class Batches(Generic[S]):
             progress=progress,
             total=total,
         )
+
+    def run_sync(
+        self,
+        send: Callable[[BatchCall[T, S]], Any],
+        items: Iterable[T],
+        **options: Any,
+    ) -> BatchSummary:
+        """The blocking form of ``client.batch(send, items, **options)``, for scripts.
+
+        ``send`` may be a plain function (it runs in one of ``concurrency`` worker threads
+        and sends with the ``*_sync`` verbs: ``call.client.v3....post_sync(...)``) or an
+        async one. The batch itself runs on the client's sync bridge.
+        """
+        if not callable(send):
+            raise InvalidArgumentError(f"send must be a function, got {type(send).__name__}")
+        if inspect.iscoroutinefunction(send):
+            chosen: Callable[[BatchCall[T, S]], Awaitable[Any]] = send
+        else:
+            concurrency = options.get("concurrency", 16)
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+                raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
+            threads = anyio.CapacityLimiter(concurrency)
+
+            async def chosen(call: BatchCall[T, S]) -> Any:
+                return await anyio.to_thread.run_sync(send, call, limiter=threads)
+
+        async def run() -> BatchSummary:
+            return await self(chosen, items, **options)
+
+        return self._client._run_sync(run)

@@ -103,9 +103,9 @@ class Merchant:
 
     mchid: str
     serial: str
-    private_key: rsa.RSAPrivateKey
-    secret: str
-    apiv3_key: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+    secret: str = field(repr=False)
+    apiv3_key: str = field(repr=False)
     #: The public half of ``private_key``, derived once: every request signature needs it.
     public_key: rsa.RSAPublicKey = field(init=False, repr=False)
 
@@ -158,6 +158,13 @@ class FakeRequest:
     def json(self) -> Any:
         return self.data
 
+    def __repr__(self) -> str:
+        # Bodies and headers carry signatures and personal data: the repr names the call only.
+        return (
+            f"<FakeRequest {self.method} {self.path} template={self.template!r} "
+            f"mchid={self.mchid!r} {len(self.body)} bytes>"
+        )
+
 
 @dataclass(slots=True)
 class Reply:
@@ -189,6 +196,8 @@ class _Fault:
     remaining: int
     template: str | None
     delay: float
+    #: ``fail()``: the answer to give instead of the route's own.
+    reply: Reply | None = None
 
 
 def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:

@@ -38,6 +38,7 @@ from ._pki import TestCA
 if TYPE_CHECKING:
     import httpx
 
+    from .._client import Client
     from ._certificates import PlatformCertificates
     from ._files import FakeFiles
 
@@ -155,12 +156,42 @@ class FakeWechatPay:
             options["verify"] = self.ca.client_context()
         return options
 
-    def client(self, **overrides: Any) -> Any:
+    def client(self, **overrides: Any) -> Client:
+        """A client for this server's merchant, trusting its keys; ``overrides`` win."""
         from .._client import Client
 
         return Client(**{**self.client_options(), **overrides})
 
+    def __repr__(self) -> str:
+        where = self.base_url if self._server.port else "stopped"
+        return (
+            f"<FakeWechatPay {where} mode={self.mode!r} mchid={self.merchant.mchid!r} "
+            f"requests={len(self.requests)}>"
+        )
+
     # --- notifications to the merchant (logic in _notify.py) ----------------------------
+    def notification(
+        self, event_type: str, resource: Mapping[str, Any], **options: Any
+    ) -> tuple[dict[str, str], bytes]:
+        """The headers and body of an APIv3 notification, signed and encrypted as WeChat Pay
+        does, without sending it: feed them to ``client.notifications.parse`` or your handler.
+
+        ``options``: ``id=``, ``summary=``, ``original_type=``, ``now=``, ``fault=``.
+        """
+        from . import _notify
+
+        return _notify.build_notification(self, event_type, resource, **options)
+
+    def v2_notification(
+        self, fields: Mapping[str, Any], **options: Any
+    ) -> tuple[dict[str, str], bytes]:
+        """The headers and XML body of an APIv2 payment (``refund=True``: refund)
+        notification, without sending it. ``options``: ``refund=``, ``sign_type=``, ``fault=``.
+        """
+        from . import _notify
+
+        return _notify.build_v2_notification(self, fields, **options)
+
     async def send_notification(
         self, url: str, event_type: str, resource: Mapping[str, Any], **options: Any
     ) -> httpx.Response:
@@ -222,6 +253,47 @@ class FakeWechatPay:
     def catch_all(self, enabled: bool = True) -> None:
         """Answer every endpoint: requests no route matches get an echo (``_catchall.py``)."""
         self._catch_all = enabled
+
+    def fail(
+        self,
+        method: str,
+        template: str,
+        code: str,
+        message: str | None = None,
+        *,
+        status: int = 400,
+        retry_after: float | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method template`` with a business error.
+
+        APIv3: ``status`` with ``{"code": code, "message": message}``, signed as WeChat Pay
+        signs errors (``retry_after`` adds a ``Retry-After`` header: ``fail(..., "FREQUENCY_
+        LIMITED", status=429, retry_after=1)``). APIv2 (``v2/...``): a signed XML answer with
+        ``result_code`` FAIL and ``err_code``/``err_code_des`` (``status`` is ignored: WeChat
+        Pay answers those with 200). The request is still checked and recorded first.
+        """
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        text = message if message is not None else code
+        if template.startswith("v2/"):
+            reply = Reply(
+                200,
+                xml={
+                    "return_code": "SUCCESS",
+                    "return_msg": "OK",
+                    "result_code": "FAIL",
+                    "err_code": code,
+                    "err_code_des": text,
+                },
+            )
+        else:
+            if not 400 <= status <= 599:
+                raise ValueError(f"status must be 4xx or 5xx, got {status}")
+            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+            reply = Reply(status, json={"code": code, "message": text}, headers=headers)
+        with self._lock:
+            self._faults.append(_Fault("reply", times, template, 0.0, reply))
 
     def misbehave(
         self, kind: str, *, times: int = 1, template: str | None = None, delay: float = 1.0
@@ -320,7 +392,10 @@ class FakeWechatPay:
             return self._answer(500, {"code": "SYSTEM_ERROR", "message": "系统错误"}, fault)
         if fault is not None and fault.kind == "status_429":
             return self._answer(429, {"code": "FREQUENCY_LIMITED", "message": "频率超限"}, fault)
-        result = route.handler(request)
+        if fault is not None and fault.reply is not None:
+            result: Any = fault.reply
+        else:
+            result = route.handler(request)
         if inspect.isawaitable(result):
             result = await result
         if isinstance(result, HTTPReply):

@@ -19,7 +19,20 @@ from typing import Any, BinaryIO
 
 import h11
 
-__all__ = ["HTTPReply", "HTTPRequest", "ServerThread"]
+__all__ = ["HTTPReply", "HTTPRequest", "Headers", "ServerThread"]
+
+
+class Headers(dict[str, str]):
+    """Request headers; any spelling of a name finds it (names are kept title-cased)."""
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.title())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.title(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.title())
 
 
 @dataclass(slots=True)
@@ -283,7 +296,7 @@ class ServerThread(LoopThread):
                 body.add(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
-                headers: dict[str, str] = {}
+                headers = Headers()
                 for name, value in head.headers:
                     key = name.decode("latin-1").title()
                     headers[key] = value.decode("latin-1")

@@ -183,7 +183,8 @@ async def handle(
     if kind in _FAULT_REPLIES:
         reply = _FAULT_REPLIES[kind]
         return HTTPReply(reply.status, reply.body, list(reply.headers))
-    result = route.handler(request)
+    scripted = fault.reply if fault is not None else None
+    result = scripted if scripted is not None else route.handler(request)
     if inspect.isawaitable(result):
         result = await result
     return _answer(result, merchant, sign_type, fault, unsigned)

@@ -13,7 +13,16 @@ and a pool that never scans:
 - connect / read / write / pool timeouts and errors mapped as httpx's own transport maps
   httpcore's; a connection whose state is unknown (error, timeout, cancellation, a body
   not read to the end) is closed, never returned to the pool;
-- a request is written once: nothing here ever sends it again;
+- a request is written once: nothing here ever sends it again; a request whose
+  ``Content-Length`` disagrees with its body is refused before a byte goes out;
+- the answer is read as h11 reads it: one state machine per exchange (head, body, done),
+  so nothing is written into a finished answer, bytes after it make the connection
+  unusable, trailers are dropped, the head is bounded (bytes and header count), and a
+  transfer coding other than ``chunked`` is refused;
+- an idle connection is polled (one ``poll()`` on its own socket) when it is taken: one
+  the peer closed or wrote to while the loop was busy is never reused;
+- connecting tries the next address of a host (happy eyeballs) when one fails or stalls;
+- the read timeout starts once the request is out, not while a large body is written;
 - answer bodies are streamed with flow control (reading pauses while more than
   ``_HIGH_WATER`` bytes wait for the reader), framed by Content-Length, chunked encoding or
   the end of the connection; uploads are bytes or (async) iterables.
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -49,7 +59,18 @@ _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _DISCONNECTED = "Server disconnected without sending a response."
 _INCOMPLETE = "peer closed connection without sending complete message body"
-_HTTP11 = {"http_version": b"HTTP/1.1"}
+_BLANK = (b"\r", b"\n")
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+#: Bounds on an answer's head (status line and headers; trailers count too), as h11 bounds
+#: its incomplete events: a WeChat Pay head is well under 2 KiB and 20 headers.
+MAX_HEAD = 64 * 1024
+MAX_HEADERS = 128
+#: A ``bytes`` body larger than this is written in slices, each waiting for the socket, so
+#: the write timeout measures progress and the read timeout starts once it is all out.
+_SLICE = 256 * 1024
+#: Seconds before connecting to a host's next address while the previous one is silent.
+HAPPY_EYEBALLS_DELAY = 0.25
+_POLL = getattr(select, "poll", None)
 # WeChat Pay closes idle connections after about 8 s: expire ours first. Many requests in
 # flight should not churn connections, so the keep-alive pool is as large as the pool (an
 # idle connection is taken without looking at the others).
@@ -64,16 +85,25 @@ class _ParseError(Exception):
     pass
 
 
-class _H11Parser:
-    """httptools' response-parser callbacks, driven by h11 (the fallback parser)."""
+_AFTER_END = "bytes after a complete answer"
 
-    def __init__(self, protocol: _Connection) -> None:
+
+class _H11Parser:
+    """httptools' response-parser callbacks, driven by h11 (the fallback parser).
+
+    h11 frames the answer; the connection's callbacks apply the same checks to both
+    parsers (head bounds, transfer codings, what may follow a complete answer).
+    """
+
+    def __init__(self, protocol: _Connection, max_head: int) -> None:
         import h11
 
         self._h11 = h11
         self._protocol = protocol
-        self._conn = h11.Connection(h11.CLIENT)
+        self._max_head = max_head
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head)
         self._status = 0
+        self._version = "1.1"
         self._keep = False
 
     def start(self, method: bytes) -> None:
@@ -88,6 +118,9 @@ class _H11Parser:
     def get_status_code(self) -> int:
         return self._status
 
+    def get_http_version(self) -> str:
+        return self._version
+
     def should_keep_alive(self) -> bool:
         return self._keep
 
@@ -97,10 +130,16 @@ class _H11Parser:
             conn.receive_data(data)
             while True:
                 event = conn.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED:
+                if event is h11.NEED_DATA:
                     return
-                if isinstance(event, h11.Response):
+                if event is h11.PAUSED:
+                    # h11 holds bytes past the end of the answer it delivered
+                    raise _ParseError(_AFTER_END)
+                if isinstance(event, h11.Response | h11.InformationalResponse):
+                    # (1xx too: the connection checks and skips them)
                     self._status = event.status_code
+                    self._version = event.http_version.decode("ascii")
+                    protocol.on_message_begin()
                     protocol.on_status(event.reason)
                     for name, value in event.headers.raw_items():
                         protocol.on_header(name, value)
@@ -108,13 +147,17 @@ class _H11Parser:
                 elif isinstance(event, h11.Data):
                     protocol.on_body(bytes(event.data))
                 elif isinstance(event, h11.EndOfMessage):
+                    # (its trailers, event.headers, are dropped: they never become headers)
                     self._keep = conn.our_state is h11.DONE and conn.their_state is h11.DONE
                     protocol.on_message_complete()
+                    if conn.trailing_data[0]:
+                        raise _ParseError(_AFTER_END)
                     return
                 elif isinstance(event, h11.ConnectionClosed):
                     return
-                # InformationalResponse (1xx): skipped, as httpx does
         except h11.RemoteProtocolError as exc:
+            if str(exc) == "Receive buffer too long":  # h11's bound on an incomplete event
+                raise _ParseError(f"the answer's head exceeds {self._max_head} bytes") from None
             raise _ParseError(str(exc)) from None
 
 
@@ -131,6 +174,8 @@ class _Exchange(httpx.AsyncByteStream):
         "error",
         "framing",
         "head",
+        "head_count",
+        "head_size",
         "headers",
         "keep_alive",
         "loop",
@@ -139,6 +184,8 @@ class _Exchange(httpx.AsyncByteStream):
         "received",
         "sent",
         "status",
+        "tail",
+        "version",
         "waiter",
     )
 
@@ -148,8 +195,14 @@ class _Exchange(httpx.AsyncByteStream):
         self.engine = conn.engine
         self.read_timeout = read_timeout
         self.head = head  # a HEAD request: the answer has no body whatever it says
+        #: 0 while the head is read; set when the final head is complete (then the body).
         self.status = 0
+        self.version = b"HTTP/1.1"
         self.reason = b""
+        #: Head bytes received (while incomplete), and header lines (trailers too) seen.
+        self.head_size = 0
+        self.head_count = 0
+        self.tail = b""  # the last bytes read before the current read (see _overran)
         #: (name as sent, lower-cased name, value): the layout httpx.Headers keeps.
         self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.framing = ""  # "length", "chunked", "close" or "none", once the head is in
@@ -244,6 +297,60 @@ def _expire(waiter: asyncio.Future[Any], error: type[Exception]) -> None:
         waiter.set_exception(error("timed out"))
 
 
+def _reason(exc: BaseException) -> str:
+    """What the parser objected to (httptools wraps our callbacks' errors)."""
+    inner = exc.__context__
+    if isinstance(inner, _ParseError):
+        return str(inner)
+    return str(exc) or type(exc).__name__
+
+
+def _overran(data: bytes, exchange: _Exchange) -> bool:
+    """Whether ``data``, whose bytes completed the answer, holds more than the answer.
+
+    httptools says nothing of bytes after a complete answer when they are only CR and LF
+    (llhttp skips blank lines before a status line); anything else reaches a callback,
+    which refuses it. An answer ends with its last body byte (Content-Length), else with
+    the blank line closing its head or trailers, which no fifth line break precedes.
+    """
+    if exchange.framing == "length" and exchange.chunks:
+        return not data.endswith(exchange.chunks[-1])
+    tail = data[-5:] if len(data) >= 5 else (exchange.tail + data)[-5:]
+    return len(tail) == 5 and not tail.strip(b"\r\n")
+
+
+def _framing(exchange: _Exchange, max_head: int) -> str:
+    """How the answer's body is delimited, refusing what neither side can frame safely:
+    a transfer coding other than ``chunked`` (its bytes would reach the reader still
+    coded), ``Transfer-Encoding`` with ``Content-Length`` (how a proxy and we could
+    disagree on where the answer ends), and conflicting or malformed lengths; and a head
+    larger than ``max_head`` that came whole in one read."""
+    framing = "close"
+    length: bytes | None = None
+    size = len(exchange.reason) + 15
+    for name, lower, value in exchange.headers:
+        size += len(name) + len(value) + 4
+        if lower == b"transfer-encoding":
+            if framing == "chunked" or value.strip(b" \t").lower() != b"chunked":
+                raise _ParseError("unsupported Transfer-Encoding (only chunked is decoded)")
+            framing = "chunked"
+        elif lower == b"content-length":
+            for part in value.split(b","):
+                part = part.strip(b" \t")
+                if not part.isdigit() or (length is not None and part != length):
+                    raise _ParseError("malformed or conflicting Content-Length")
+                length = part
+        elif lower == b"content-encoding":
+            exchange.encoded = True
+    if size > max_head:
+        raise _ParseError(f"the answer's head exceeds {max_head} bytes")
+    if length is not None:
+        if framing == "chunked":
+            raise _ParseError("both Transfer-Encoding and Content-Length")
+        framing = "length"
+    return framing
+
+
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: feeds the parser, holds the current exchange."""
 
@@ -251,11 +358,13 @@ class _Connection(asyncio.Protocol):
         self.engine = engine
         self.key = key
         self.loop = engine.loop
+        self.max_head = engine.max_head
+        self.max_headers = engine.max_headers
         self.transport: asyncio.Transport | None = None
         self.parser: Any = (
             httptools.HttpResponseParser(self)
             if engine.parser == "httptools" and httptools is not None
-            else _H11Parser(self)
+            else _H11Parser(self, engine.max_head)
         )
         self.h11 = isinstance(self.parser, _H11Parser)
         self.exchange: _Exchange | None = None
@@ -264,6 +373,7 @@ class _Connection(asyncio.Protocol):
         self.idle = False
         self.idle_since = 0.0
         self.paused = False
+        self._poll: Any = None
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
 
@@ -274,6 +384,11 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and _POLL is not None:
+            # Registered once: checking an idle connection is then one poll() call.
+            self._poll = _POLL()
+            self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         self.engine._opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -282,15 +397,36 @@ class _Connection(asyncio.Protocol):
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
         exchange.received = True
+        if not exchange.status:
+            if not exchange.head_size and data[:1] in _BLANK:
+                # llhttp skips line breaks before a status line; h11 (rightly) does not
+                self.exchange = None
+                exchange.fail(httpx.RemoteProtocolError("malformed answer: no status line"))
+                self.abort()
+                return
+            exchange.head_size += len(data)
         try:
             self.parser.feed_data(data)
+            if not exchange.status and exchange.head_size > self.max_head:
+                raise _ParseError(f"the answer's head exceeds {self.max_head} bytes")
         except Exception as exc:  # httptools.HttpParserError, _ParseError
+            if exchange.done:
+                # The answer was complete when more bytes came: it stands, frozen, and
+                # the connection (whose next bytes nobody can frame) is never reused.
+                self.reusable = False
+                self._finished(exchange)
+                self.abort()
+                return
             self.exchange = None
-            exchange.fail(httpx.RemoteProtocolError(f"malformed answer: {exc}"))
+            exchange.fail(httpx.RemoteProtocolError(f"malformed answer: {_reason(exc)}"))
             self.abort()
             return
         if exchange.done:
+            if not self.h11 and _overran(data, exchange):
+                self.reusable = False  # line breaks after the answer, which llhttp skips
             self._finished(exchange)
+        else:
+            exchange.tail = data[-4:] if len(data) >= 4 else (exchange.tail + data)[-4:]
 
     def eof_received(self) -> bool:
         exchange = self.exchange
@@ -336,31 +472,67 @@ class _Connection(asyncio.Protocol):
             drain.set_result(None)
 
     # --- parser callbacks (httptools' names; _H11Parser calls the same) -----------------
+    # The exchange is a state machine, as h11's: the head (status == 0), then the body
+    # (status set), then done. A callback out of turn raises, and the parser's caller
+    # (data_received) turns that into a protocol error, or, after a complete answer, into
+    # a connection that is closed without touching that answer.
+    def _current(self) -> _Exchange:
+        exchange = self.exchange
+        if exchange is None or exchange.done:
+            raise _ParseError(_AFTER_END)
+        return exchange
+
     def on_message_begin(self) -> None:
-        pass
+        exchange = self._current()
+        if exchange.status:
+            raise _ParseError(_AFTER_END)
 
     def on_status(self, reason: bytes) -> None:
-        exchange = self.exchange
-        if exchange is not None:
-            exchange.reason += reason
+        exchange = self._current()
+        if exchange.status:
+            raise _ParseError(_AFTER_END)
+        exchange.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        exchange = self.exchange
-        if exchange is not None:
-            exchange.headers.append((name, name.lower(), value))
+        exchange = self._current()
+        exchange.head_count += 1
+        if exchange.head_count > self.max_headers:
+            raise _ParseError(f"the answer has more than {self.max_headers} header lines")
+        if exchange.status:
+            # a chunked answer's trailer: bounded, then dropped (it is no header)
+            exchange.head_size += len(name) + len(value) + 4
+            if exchange.head_size > self.max_head:
+                raise _ParseError(f"the answer's trailers exceed {self.max_head} bytes")
+            return
+        exchange.headers.append((name, name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
-        exchange = self.exchange
-        if exchange is None:
-            return
-        status = self.parser.get_status_code()
+        exchange = self._current()
+        if exchange.status:
+            raise _ParseError(_AFTER_END)
+        parser = self.parser
+        status = parser.get_status_code()
+        if not _REASON.fullmatch(exchange.reason):
+            raise _ParseError("control characters in the status line")
         if status < 200:
             if status == 101:
                 raise _ParseError("101 Switching Protocols is not supported")
+            for _, lower, _ in exchange.headers:
+                if lower == b"content-length" or lower == b"transfer-encoding":
+                    # h11 would skip it and httptools read a body: no safe reading
+                    raise _ParseError("a 1xx answer with a body framing header")
             exchange.headers = []  # 1xx: informational, the real answer follows
             exchange.reason = b""
+            exchange.head_count = 0
             return
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None:
+            raise _ParseError(f"HTTP/{parser.get_http_version()} is not HTTP/1.x")
+        framing = _framing(exchange, self.max_head)
+        exchange.version = version
         exchange.status = status
+        exchange.head_size = 0  # from here on, it counts trailer bytes
+        exchange.head_count = 0
         if exchange.head and not self.h11:
             # httptools would wait for the body a HEAD answer announces: the answer ends
             # here, and the connection (its parser now out of step) is not reused.
@@ -369,24 +541,14 @@ class _Connection(asyncio.Protocol):
             exchange.keep_alive = False
             self.reusable = False
         else:
-            framing = "close"
-            for _, lower, value in exchange.headers:
-                if lower == b"transfer-encoding":
-                    if b"chunked" in value.lower():
-                        framing = "chunked"
-                elif lower == b"content-length":
-                    if framing == "close":
-                        framing = "length"
-                elif lower == b"content-encoding":
-                    exchange.encoded = True
             # (h11 frames the body itself, EOF included)
             exchange.framing = "h11" if self.h11 else framing
         exchange.wake()
 
     def on_body(self, body: bytes) -> None:
-        exchange = self.exchange
-        if exchange is None or exchange.done:
-            return
+        exchange = self._current()
+        if not exchange.status:
+            raise _ParseError("body bytes before the head is complete")
         exchange.chunks.append(body)
         exchange.buffered += len(body)
         if exchange.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
@@ -395,15 +557,18 @@ class _Connection(asyncio.Protocol):
         exchange.wake()
 
     def on_message_complete(self) -> None:
-        exchange = self.exchange
-        if exchange is None:
-            return
+        exchange = self._current()
         if exchange.status == 0:
             return  # the end of a 1xx answer
-        if not exchange.done:
-            exchange.done = True
-            exchange.keep_alive = self.parser.should_keep_alive()
-            exchange.wake()
+        exchange.done = True
+        exchange.keep_alive = self.parser.should_keep_alive()
+        exchange.wake()
+
+    def readable(self) -> bool:
+        """Whether the socket has something to read (bytes, or the peer's FIN) right now:
+        for an idle connection, a reason never to reuse it."""
+        poll = self._poll
+        return poll is not None and bool(poll.poll(0))
 
     # --- used by the engine and the exchange --------------------------------------------
     def resume(self) -> None:
@@ -452,7 +617,14 @@ class _Connection(asyncio.Protocol):
 
 
 _METHODS: set[str] = set()
+#: What h11 accepts as a reason phrase (no NUL, no line breaks).
+_REASON = re.compile(rb"(?:[ \t]|[^\x00\s])*")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+async def _aiter(items: Any) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
 
 
 def _method(method: str) -> bytes:
@@ -469,6 +641,8 @@ class AsyncEngine(httpx.AsyncBaseTransport):
     ``ssl_context``: the context for https (or a callable making it, called on the first
     https connection), as httpx would build it from ``verify=``. ``limits``: httpx.Limits
     (``max_connections``, ``max_keepalive_connections``, ``keepalive_expiry``).
+    ``max_head`` / ``max_headers``: bounds on an answer's head (bytes, header lines); a
+    larger one is an ``httpx.RemoteProtocolError``.
     """
 
     def __init__(
@@ -477,10 +651,14 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
         limits: httpx.Limits = DEFAULT_LIMITS,
         parser: str = PARSER,
+        max_head: int = MAX_HEAD,
+        max_headers: int = MAX_HEADERS,
     ) -> None:
         if parser not in ("httptools", "h11"):
             raise ValueError(f"parser must be 'httptools' or 'h11', got {parser!r}")
         self.parser = parser if httptools is not None else "h11"
+        self.max_head = max_head
+        self.max_headers = max_headers
         self._ssl = ssl_context
         self._max = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
@@ -532,29 +710,55 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         sni = request.extensions.get("sni_hostname") or host
         key = (scheme, host, port, sni.decode("ascii") if isinstance(sni, bytes) else sni)
 
-        # The head, checked: no header may smuggle a line break.
+        # The head, checked: no header may smuggle a line break, and the framing the
+        # headers declare must be the body's (else its excess reaches the server as
+        # another request).
         raw = header_items(request.headers)
         lines = [_method(request.method), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        framed = chunked = close = False
+        length: bytes | None = None
+        chunked = close = False
         for name, lower, value in raw:
             lines += (name, b": ", value, b"\r\n")
             if lower == b"content-length":
-                framed = True
+                if length is not None and value != length:
+                    raise httpx.LocalProtocolError("conflicting Content-Length headers")
+                length = value
             elif lower == b"transfer-encoding":
-                framed = True
-                chunked = b"chunked" in value.lower()
+                if chunked or value.strip().lower() != b"chunked":
+                    raise httpx.LocalProtocolError(
+                        "Transfer-Encoding other than one 'chunked' is not supported"
+                    )
+                chunked = True
             elif lower == b"connection":
                 close = b"close" in value.lower()
+        declared: int | None = None
+        if length is not None:
+            if chunked:
+                raise httpx.LocalProtocolError("both Content-Length and Transfer-Encoding")
+            if not length.strip().isdigit():
+                raise httpx.LocalProtocolError("Content-Length is not a number")
+            declared = int(length)
+        body: bytes | None
         try:
-            body: bytes | None = request.content
+            content = request.content
         except httpx.RequestNotRead:
             body = None
-            if not framed:
+            if declared is None and not chunked:
                 lines.append(b"Transfer-Encoding: chunked\r\n")
                 chunked = True
         else:
-            if body and not framed:
-                lines.append(b"Content-Length: %d\r\n" % len(body))
+            body = content
+            if declared is not None:
+                if declared != len(content):
+                    raise httpx.LocalProtocolError(
+                        f"Content-Length {declared} disagrees with the body's "
+                        f"{len(content)} bytes: nothing was sent"
+                    )
+            elif chunked:
+                body = b"%x\r\n%b\r\n" % (len(content), content) if content else b""
+                body += b"0\r\n\r\n"
+            elif content:
+                lines.append(b"Content-Length: %d\r\n" % len(content))
         lines.append(b"\r\n")
         head = b"".join(lines)
         count = len(raw) + 2 + (len(lines) - 5 - 4 * len(raw))
@@ -573,11 +777,18 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         try:
             transport = conn.transport
             assert transport is not None
-            if body is not None:
+            if body is None:
+                await self._stream_body(
+                    conn, exchange, head, request.stream, chunked, declared, timeouts
+                )
+            elif len(body) <= _SLICE:
                 transport.write(head + body if body else head)
+                if conn._write_paused:
+                    await conn.drain(timeouts.get("write"))
                 exchange.sent = True
             else:
-                await self._stream_body(conn, exchange, head, request.stream, chunked, timeouts)
+                await self._write_body(conn, exchange, head, body, timeouts)
+            # Only now, with the request out, does the read timeout start.
             while not exchange.status:
                 if exchange.error is not None:
                     raise exchange.error
@@ -585,10 +796,32 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         except BaseException:
             exchange.abandon()
             raise
-        extensions: dict[str, Any] = dict(_HTTP11)
+        extensions: dict[str, Any] = {"http_version": exchange.version}
         if exchange.reason:
             extensions["reason_phrase"] = exchange.reason
         return build_response(exchange.status, exchange.headers, exchange, extensions)
+
+    async def _write_body(
+        self,
+        conn: _Connection,
+        exchange: _Exchange,
+        head: bytes,
+        body: bytes,
+        timeouts: dict[str, Any],
+    ) -> None:
+        """A large ``bytes`` body, a slice at a time: the write timeout applies to each
+        slice (progress), and the caller waits for the answer once the last is out."""
+        transport = conn.transport
+        assert transport is not None
+        timeout = timeouts.get("write")
+        view = memoryview(body)
+        transport.write(head)
+        for start in range(0, len(body), _SLICE):
+            if conn.closed or exchange.done or exchange.error is not None:
+                return  # answered (or dropped) early: the answer or error tells
+            transport.write(view[start : start + _SLICE])
+            await conn.drain(timeout)
+        exchange.sent = True
 
     async def _stream_body(
         self,
@@ -597,24 +830,29 @@ class AsyncEngine(httpx.AsyncBaseTransport):
         head: bytes,
         stream: Any,
         chunked: bool,
+        declared: int | None,
         timeouts: dict[str, Any],
     ) -> None:
         transport = conn.transport
         assert transport is not None
         timeout = timeouts.get("write")
         transport.write(head)
-        if hasattr(stream, "__aiter__"):
-            async for chunk in stream:
-                if conn.closed or exchange.done or exchange.error is not None:
-                    return  # answered (or dropped) early: the answer or error tells
-                self._write_chunk(transport, chunk, chunked)
-                await conn.drain(timeout)
-        else:
-            for chunk in stream:
-                if conn.closed or exchange.done or exchange.error is not None:
-                    return
-                self._write_chunk(transport, chunk, chunked)
-                await conn.drain(timeout)
+        left = _NEVER if declared is None else declared
+        chunks = stream if hasattr(stream, "__aiter__") else _aiter(stream)
+        async for chunk in chunks:
+            if conn.closed or exchange.done or exchange.error is not None:
+                return  # answered (or dropped) early: the answer or error tells
+            left -= len(chunk)
+            if left < 0:
+                raise httpx.LocalProtocolError(
+                    f"the body is longer than its Content-Length {declared}"
+                )
+            self._write_chunk(transport, chunk, chunked)
+            await conn.drain(timeout)
+        if left and left != _NEVER:
+            raise httpx.LocalProtocolError(
+                f"the body is shorter than its Content-Length {declared}"
+            )
         if chunked and not conn.closed:
             transport.write(b"0\r\n\r\n")
         exchange.sent = True
@@ -639,8 +877,8 @@ class AsyncEngine(httpx.AsyncBaseTransport):
                 conn = idle.pop()
                 self._idle_count -= 1
                 conn.idle = False
-                if conn.closed or not conn.reusable:
-                    conn.abort()
+                if conn.closed or not conn.reusable or conn.readable():
+                    conn.abort()  # closed, or written to, while the loop was busy
                 elif expiry is not None and now - conn.idle_since > expiry:
                     conn.close()
                 else:
@@ -658,7 +896,7 @@ class AsyncEngine(httpx.AsyncBaseTransport):
             got = await self._wait_for_slot(key, timeouts.get("pool"))
             if got is None:
                 return await self._open(key, timeouts.get("connect"))
-            if not got.closed and got.reusable:
+            if not got.closed and got.reusable and not got.readable():
                 return got
             got.abort()  # died while handed over: try again (nothing was sent)
 
@@ -702,10 +940,17 @@ class AsyncEngine(httpx.AsyncBaseTransport):
             if scheme == b"https":
                 context = self._ssl_context()
                 connecting = loop.create_connection(
-                    factory, host, port, ssl=context, server_hostname=sni
+                    factory,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=sni,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
                 )
             else:
-                connecting = loop.create_connection(factory, host, port)
+                connecting = loop.create_connection(
+                    factory, host, port, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
+                )
             if timeout is None:
                 await connecting
             else:

@@ -22,6 +22,7 @@ import sniffio
 
 from .._exceptions import InvalidArgumentError
 from ..crypto.identity import MerchantIdentity
+from .decoding import ACCEPT_ENCODING
 from .engine import DEFAULT_LIMITS, AsyncEngine
 from .mtls import merchant_ssl_context
 from .pool import Pool
@@ -115,6 +116,8 @@ class PoolFactory:
         options.setdefault("timeout", DEFAULT_TIMEOUT)
         headers = httpx.Headers(options.get("headers"))
         headers.setdefault("User-Agent", USER_AGENT)
+        # Only what transport/decoding.py decodes, whatever optional packages are installed.
+        headers.setdefault("Accept-Encoding", ACCEPT_ENCODING)
         options["headers"] = headers
         context: ssl.SSLContext | None = None
         if secure:

@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 
+from .._config import DEFAULT_MAX_ANSWER_SIZE
 from ..protocol.request import Request
+from .decoding import check_size, read_answer
+from .httpcore_guard import retire_tainted
 from .models import build_request
 
 __all__ = ["Pool"]
@@ -34,18 +37,21 @@ class Pool:
     transport under it: requests are then built and handed to the transport directly (the
     same request httpx would build, without its client machinery)."""
 
-    __slots__ = ("_base", "_direct", "_timeout", "direct", "http")
+    __slots__ = ("_base", "_direct", "_timeout", "direct", "guard", "http")
 
     def __init__(self, http: httpx.AsyncClient, direct: httpx.AsyncBaseTransport | None) -> None:
         self.http = http
+        #: httpx's own transport under it: connections checked after answers (httpcore_guard).
+        self.guard = isinstance(http._transport, httpx.AsyncHTTPTransport)
         self._direct = direct
         self.direct = direct is not None
         #: The client's default headers as (name, lower-cased name, value) bytes.
         self._base = [(n, n.lower(), v) for n, v in http.headers.raw]
         self._timeout = http.timeout.as_dict()
 
-    async def send(self, request: Request) -> httpx.Response:
-        """Send ``request`` (a bytes or empty body) as ``http.send`` would, and read it."""
+    async def send(self, request: Request, limit: int = DEFAULT_MAX_ANSWER_SIZE) -> httpx.Response:
+        """Send ``request`` (a bytes or empty body) as ``http.send`` would, and read it:
+        decoded, at most ``limit`` bytes (transport/decoding.py)."""
         transport = self._direct
         assert transport is not None
         if self.http.is_closed:
@@ -98,14 +104,14 @@ class Pool:
         complete = getattr(response.stream, "complete_body", None)
         body = complete() if complete is not None else None
         if body is not None:  # the engine has the whole (identity-encoded) body already
+            if len(body) > limit:
+                check_size(body, limit)
             response._content = body
             response.is_stream_consumed = response.is_closed = True
         else:
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
+            await read_answer(response, limit)  # decoded, bounded; closes it
+        if self.guard:
+            retire_tainted(transport)
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - start)
         if _HTTPX_LOG.isEnabledFor(logging.INFO):
             _HTTPX_LOG.info(

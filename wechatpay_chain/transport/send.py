@@ -6,8 +6,11 @@ from collections.abc import Awaitable
 
 import httpx
 
+from .._config import DEFAULT_MAX_ANSWER_SIZE
 from ..crypto.identity import MerchantIdentity
 from ..protocol.request import Request
+from .decoding import read_answer
+from .httpcore_guard import retire_tainted
 from .pool import Pool
 from .registry import Connections
 from .sink import receive_into
@@ -21,7 +24,7 @@ def _direct(pool: Pool, request: Request) -> bool:
     return pool.direct and request.sink is None and (content is None or type(content) is bytes)
 
 
-async def _send_full(pool: Pool, request: Request) -> httpx.Response:
+async def _send_full(pool: Pool, request: Request, limit: int) -> httpx.Response:
     """Through ``AsyncClient.send``: streamed bodies, sinks, client-level httpx features."""
     http = pool.http
     built = http.build_request(
@@ -33,15 +36,19 @@ async def _send_full(pool: Pool, request: Request) -> httpx.Response:
         extensions=request.extensions,
     )
     if request.sink is None:
-        return await http.send(built)
+        response = await http.send(built, stream=True)
+        await read_answer(response, limit)  # decoded, bounded
+        if pool.guard:
+            retire_tainted(http._transport)
+        return response
     return await receive_into(http, built, request)
 
 
-async def _send_secure(pool: Pool, request: Request) -> httpx.Response:
+async def _send_secure(pool: Pool, request: Request, limit: int) -> httpx.Response:
     try:
         if _direct(pool, request):
-            return await pool.send(request)
-        return await _send_full(pool, request)
+            return await pool.send(request, limit)
+        return await _send_full(pool, request, limit)
     except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
         # TLS 1.3 reports a refused client certificate on the first read, as a bare error
         # or as a disconnect.
@@ -55,19 +62,26 @@ async def _send_secure(pool: Pool, request: Request) -> httpx.Response:
 
 class Transmit:
     """Sends a request on the running loop's pools of ``connections``; ``identity`` is the
-    merchant certificate presented by ``security=True`` requests."""
+    merchant certificate presented by ``security=True`` requests; ``limit`` the most bytes an
+    answer read into memory may decode to (``Client(max_answer_size=)``)."""
 
-    __slots__ = ("_connections", "_identity")
+    __slots__ = ("_connections", "_identity", "_limit")
 
-    def __init__(self, connections: Connections, identity: MerchantIdentity | None) -> None:
+    def __init__(
+        self,
+        connections: Connections,
+        identity: MerchantIdentity | None,
+        limit: int = DEFAULT_MAX_ANSWER_SIZE,
+    ) -> None:
         self._connections = connections
         self._identity = identity
+        self._limit = limit
 
     def __call__(self, request: Request) -> Awaitable[httpx.Response]:
         pools = self._connections.current()
         if request.security:
-            return _send_secure(pools.secure(self._identity), request)
+            return _send_secure(pools.secure(self._identity), request, self._limit)
         pool = pools.plain
         if _direct(pool, request):
-            return pool.send(request)  # straight to the transport: the hot path
-        return _send_full(pool, request)
+            return pool.send(request, self._limit)  # straight to the transport: the hot path
+        return _send_full(pool, request, self._limit)

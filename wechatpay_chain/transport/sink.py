@@ -24,6 +24,7 @@ from .. import crypto
 from .._exceptions import InvalidArgumentError, VerificationError
 from ..crypto.hashes import _hasher
 from ..protocol import v2 as _v2
+from .decoding import DEFAULT_MAX_ANSWER_SIZE, decoded, read_answer
 
 if TYPE_CHECKING:
     from ..protocol.request import Request
@@ -294,9 +295,9 @@ async def receive_into(
         response = await http.send(built, stream=True)
         try:
             if response.status_code >= 400:
-                await response.aread()
+                await read_answer(response, DEFAULT_MAX_ANSWER_SIZE)
                 return response
-            body = response.aiter_bytes()
+            body = decoded(response)  # bounded inflation, the codings we ask for only
             head = b""
             if request.api == "v2":
                 first = await _xml_answer(response, body)
