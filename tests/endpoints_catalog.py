@@ -6,7 +6,8 @@ them. ``v2/...`` templates are APIv2 (XML; sent without the ``v2/`` prefix), the
 Flags after a line's template:
 
 - ``security``: APIv2, the docs say 需要证书 (the merchant certificate, mutual TLS);
-- ``download``: the answer is a file, not signed by WeChat Pay (bills, images, statements);
+- ``download``: the answer is a file, not signed by WeChat Pay (bills, images; statements
+  are signed, over their SHA-1);
 - ``unsigned``: APIv2, a documented SUCCESS answer carries no ``sign``;
 - ``upload``: multipart/form-data, signed over its ``meta`` part.
 
@@ -431,7 +432,8 @@ POST v3/global/micropay/transactions/out-trade-no/{out_trade_no}/reverse
 POST v3/global/refunds
 GET  v3/global/refunds/id/{refund_id}
 GET  v3/global/refunds/out-refund-no/{out_refund_no}
-GET  v3/global/statements  download
+GET  v3/global/statements
+GET  v3/statements
 GET  v3/global/settle/settlements
 GET  v3/global/certificates
 POST v3/global/merchants

@@ -380,9 +380,10 @@ async def test_signed_no_content_answer_verifies_and_a_forged_one_does_not(
 
 
 # --- answers WeChat Pay does not sign, found by the sweep ---------------------------------
-def test_cross_border_statement_and_complaint_images_are_unsigned_downloads() -> None:
-    # GET v3/global/statements answers the file with Wechatpay-Statement-Sha1, no signature.
-    assert is_unsigned_v3("v3/global/statements?date=20240101&mchid=1900000001")
+def test_cross_border_complaint_images_are_unsigned_and_statements_signed() -> None:
+    # GET v3/global/statements answers the file with Wechatpay-Statement-Sha1 and a signature
+    # over {"sha1":"<it>"} (test_protocol_edges.py): not an unsigned download.
+    assert not is_unsigned_v3("v3/global/statements?date=20240101&mchid=1900000001")
     assert is_unsigned_v3("v3/global/merchant-service/images/abc%2Fdef")
     assert not is_unsigned_v3("v3/global/statements", "POST")
     assert not is_unsigned_v3("v3/global/merchant-service/images/upload", "POST")

@@ -18,6 +18,7 @@ from ._chain import Chain, Verb
 from ._client import DEFAULT_BASE_URL, Client, Config
 from ._exceptions import (
     APIError,
+    ClientClosedError,
     DeadlineExceeded,
     DecryptionError,
     InvalidArgumentError,
@@ -48,6 +49,7 @@ __all__ = [
     "BillReader",
     "Chain",
     "Client",
+    "ClientClosedError",
     "Config",
     "DeadlineExceeded",
     "DecryptionError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,6 +72,7 @@ class Client:
         merchant_cert: object = None,
         merchant_key: object = None,
         merchant_key_password: str | bytes | None = None,
+        private_key_password: str | bytes | None = None,
         base_url: str = DEFAULT_BASE_URL,
         base_uri: str | None = None,
         retry: RetryPolicy | None = None,
@@ -98,6 +100,7 @@ class Client:
             merchant_cert=merchant_cert,
             merchant_key=merchant_key,
             merchant_key_password=merchant_key_password,
+            private_key_password=private_key_password,
             base_url=base_uri if base_uri is not None else base_url,
         )
         if not isinstance(parallel_signing, bool):
@@ -120,7 +123,12 @@ class Client:
                 log_requests=log_requests,
                 metrics=metrics,
             )
-        self._setup(config, Connections(httpx_options), stack)
+        connections = Connections(httpx_options)
+        self._setup(config, connections, stack)
+        # Dropped without close(): stop the sync bridge when the last client sharing these
+        # connections is collected. The callback holds the bridge only, never a client.
+        finalizer = weakref.finalize(connections, connections.bridge.stop)
+        finalizer.atexit = False  # a daemon thread: nothing to wait for at exit
 
     def _setup(
         self, config: Config, connections: Connections, stack: Stack, owner: bool = True
@@ -365,17 +373,25 @@ class Client:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def aclose(self) -> None:
-        """Close this event loop's connections (and the sync bridge's, if started)."""
+        """Close the client: this event loop's connections now, the sync bridge's (see
+        ``close``); other loops' close when those loops end. Later calls raise
+        ``ClientClosedError``."""
         if not self._owns_connections:
             return
-        await self._connections.aclose_current()
-        if self._connections.bridge.running:
+        connections = self._connections
+        connections.mark_closed()
+        await connections.aclose_current()
+        if connections.bridge.running:
             import anyio.to_thread
 
-            await anyio.to_thread.run_sync(self._connections.close)
+            await anyio.to_thread.run_sync(connections.close)
+        else:
+            connections.close()
 
     def close(self) -> None:
-        """Close the sync bridge's connections and stop its thread."""
+        """Close the client: stop the sync bridge (its calls still in flight are cancelled
+        and raise ``ClientClosedError`` within a bound) and close its connections. Calls
+        made afterwards, sync or async, raise ``ClientClosedError``."""
         if self._owns_connections:
             self._connections.close()
 

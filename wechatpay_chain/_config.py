@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import lru_cache
@@ -31,6 +32,7 @@ DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com/"
 DEFAULT_MAX_ANSWER_SIZE = 16 * 1024 * 1024
 
 _KEYS_LOCK = threading.Lock()
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 @lru_cache(maxsize=64)
@@ -53,6 +55,21 @@ def _optional_str(name: str, value: object) -> str | None:
     return value
 
 
+def _serial(value: object) -> str | None:
+    """The merchant certificate serial: hex digits only, as the certificate shows it."""
+    serial = _optional_str("serial", value)
+    if serial is None:
+        return None
+    if not serial.strip():
+        raise InvalidArgumentError("serial is blank; give the merchant API certificate serial")
+    if _HEX.fullmatch(serial) is None:
+        raise InvalidArgumentError(
+            f"serial {serial[:64]!r} is not a certificate serial: hex digits only, without "
+            "spaces, colons or a 0x prefix (e.g. 3775B6A45ACD588826D15E583A95F5DD00000000)"
+        )
+    return serial
+
+
 class MerchantOptions(TypedDict, total=False):
     """Who the client is: the merchant keywords of ``Client`` and ``for_merchant`` (DESIGN §2)."""
 
@@ -65,6 +82,7 @@ class MerchantOptions(TypedDict, total=False):
     merchant_cert: object
     merchant_key: object
     merchant_key_password: str | bytes | None
+    private_key_password: str | bytes | None
     base_url: str | None
 
 
@@ -102,14 +120,41 @@ class Config:
         merchant_cert = options.get("merchant_cert")
         merchant_key = options.get("merchant_key")
         merchant_key_password = options.get("merchant_key_password")
+        private_key_password = options.get("private_key_password")
         self.mchid = _optional_str("mchid", mchid)
-        self.serial = _optional_str("serial", serial)
+        if self.mchid is not None and self.mchid != self.mchid.strip():
+            raise InvalidArgumentError("mchid has surrounding whitespace; give the bare mchid")
+        self.serial = _serial(serial)
+        if private_key_password is not None:
+            if not isinstance(private_key_password, str | bytes):
+                raise InvalidArgumentError(
+                    "private_key_password must be str or bytes, got "
+                    f"{type(private_key_password).__name__}"
+                )
+            if private_key is None:
+                raise InvalidArgumentError("private_key_password is given but private_key is not")
         self.private_key: rsa.RSAPrivateKey | None = (
-            None if private_key is None else crypto.load_private_key(private_key)
+            None
+            if private_key is None
+            else crypto.load_private_key(
+                private_key, passphrase=private_key_password, what="private_key"
+            )
         )
         self.platform_keys = None if certs is None else PlatformKeys(certs)
+        if self.serial is not None and self.platform_keys is not None:
+            own = self.serial.upper()
+            if any(known.upper() == own for known in self.platform_keys):
+                raise InvalidArgumentError(
+                    f"certs holds {self.serial}, the merchant's own certificate serial; certs "
+                    "are WeChat Pay's platform certificates and public keys (PUB_KEY_ID_…)"
+                )
         self.apiv3_key = self._apiv3_key(options.get("apiv3_key"))
         self.secret = _optional_str("secret", options.get("secret"))
+        if self.secret is not None and len(self.secret) != 32:
+            # The length only: the key itself never appears in a message.
+            raise InvalidArgumentError(
+                f"secret (the APIv2 key) must be 32 characters, got {len(self.secret)}"
+            )
         self.merchant_cert = merchant_cert
         self.merchant_key = merchant_key
         self.merchant_key_password = merchant_key_password

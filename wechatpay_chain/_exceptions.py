@@ -7,6 +7,8 @@ The tree::
     ├── VerificationError           an answer or notification failed verification: do not trust it
     │   └── NotificationError           a webhook could not be verified or decrypted (has `.reason`)
     ├── DecryptionError                 AES-GCM / RSA decryption failed (wrong key, tampered data)
+    ├── ClientClosedError (RuntimeError)    the client was closed: the call was made afterwards,
+    │                                   or was still in flight when it closed
     ├── DeadlineExceeded (httpx.TimeoutException)   a call's total deadline= passed
     └── APIError (httpx.HTTPStatusError)    WeChat Pay answered 4xx/5xx, or APIv2 said FAIL
         └── PublicKeyOnlyError          no platform certificates: the merchant uses a public key
@@ -24,6 +26,7 @@ import httpx
 
 __all__ = [
     "APIError",
+    "ClientClosedError",
     "DeadlineExceeded",
     "DecryptionError",
     "InvalidArgumentError",
@@ -56,6 +59,14 @@ class NotificationError(VerificationError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+
+
+class ClientClosedError(WechatpayError, RuntimeError):
+    """The client was closed (``close()``/``aclose()``) before or while this call ran.
+
+    A RuntimeError, as httpx raises on a closed client; a call in flight when the client
+    closed may or may not have reached WeChat Pay (query before re-sending).
+    """
 
 
 class DecryptionError(WechatpayError):

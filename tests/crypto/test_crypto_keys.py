@@ -213,7 +213,7 @@ def test_wrong_type_is_named() -> None:
 
 
 def test_encrypted_key_without_passphrase_asks_for_one(key: rsa.RSAPrivateKey) -> None:
-    with pytest.raises(InvalidArgumentError, match="is encrypted; pass passphrase="):
+    with pytest.raises(InvalidArgumentError, match=r"encrypted; give its passphrase \(Client\("):
         load_private_key(private_pem(key, PKCS8, PASSPHRASE.encode()))
 
 

@@ -343,17 +343,31 @@ async def test_fastapi_v3_without_install_still_answers_by_status(fake: FakeWech
 
     client: Client = fake.client()
     app = FastAPI()
-    verified = WechatpayNotification(client)
+    verified = WechatpayNotification(client, dedup=False)
+    deduplicated = WechatpayNotification(client)
+    handled: list[str] = []
 
     @app.post("/notify")
     async def notify(notification: Annotated[Notification, verified.depends()]) -> Any:
+        handled.append(notification.id)
         return verified.ack()
+
+    @app.post("/dedup")
+    async def dedup(notification: Annotated[Notification, deduplicated.depends()]) -> Any:
+        handled.append(notification.id)
+        return deduplicated.ack()
 
     with serve_asgi(app) as url:
         bad = await fake.send_notification(url + "/notify", "X.Y", {}, fault="tamper_body")
         ident = new_id()
         first = await fake.send_notification(url + "/notify", "X.Y", {}, id=ident)
         again = await fake.send_notification(url + "/notify", "X.Y", {}, id=ident)
+        # De-duplication cannot see the handler's status without install(): it refuses
+        # (500, so WeChat Pay re-sends) rather than risk recording a failure as handled.
+        refused = await fake.send_notification(url + "/dedup", "X.Y", {}, id=new_id())
     assert bad.status_code == 401
     assert json.loads(bad.content) == {"detail": {"code": "FAIL", "message": "bad_signature"}}
     assert first.status_code == again.status_code == 200
+    assert refused.status_code == 500
+    assert handled == [ident, ident]
+    client.close()

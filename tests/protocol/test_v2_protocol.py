@@ -236,8 +236,16 @@ def test_answer_with_the_right_hmac_sign_verifies() -> None:
     verify_answer({**VECTOR, "sign": VECTOR_HMAC}, KEY, sign_type="HMAC-SHA256", unsigned=False)
 
 
-def test_lower_case_sign_verifies() -> None:
-    verify_answer({**VECTOR, "sign": VECTOR_MD5.lower()}, KEY, sign_type=None, unsigned=False)
+def test_sign_is_compared_exactly_as_the_php_sdk_does() -> None:
+    # WeChat Pay writes upper-case hex; hash_equals in the PHP SDK takes nothing else.
+    for sign, sign_type in ((VECTOR_MD5, "MD5"), (VECTOR_HMAC, "HMAC-SHA256")):
+        for variant in (sign.lower(), sign[:-1] + sign[-1].lower(), " " + sign):
+            if variant == sign:
+                continue
+            with pytest.raises(VerificationError, match="sign"):
+                verify_answer({**VECTOR, "sign": variant}, KEY, sign_type=None, unsigned=False)
+            with pytest.raises(VerificationError, match="sign"):
+                verify_answer({**VECTOR, "sign": variant}, KEY, sign_type=sign_type, unsigned=False)
 
 
 def test_tampered_answer_is_rejected() -> None:

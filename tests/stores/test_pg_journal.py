@@ -265,3 +265,35 @@ async def test_a_worker_stopped_by_a_bug_hands_its_items_back_at_once(
     numbers = Counter(r.params["openid"] for r in posts(wechatpay_server))
     assert set(numbers) == set(openids(200))
     journal.close()
+
+
+async def test_a_send_without_an_answer_is_resent_by_the_next_worker_with_its_key(
+    wechatpay_server: FakeWechatPay, wechatpay_client: Client, postgres_dsn: str
+) -> None:
+    send_coupon = coupon_sender(wechatpay_server)
+    lost = {"o-0002", "o-0005"}
+
+    async def flaky(call: BatchCall[str]) -> httpx.Response:
+        response = await send_coupon(call)
+        if call.item in lost:  # it reached WeChat Pay; the answer did not come back
+            raise httpx.ReadTimeout("no answer")
+        return response
+
+    journal = PostgresJournal(postgres_dsn, batch=batch_name())
+    with anyio.fail_after(60):  # the worker does not wait for items nobody holds
+        first = await wechatpay_client.batch(flaky, openids(8), journal=journal)
+    assert first.batch == {"done": 6, "sending": 2} and first.unresolved == 2 and not first.ok
+    assert sorted(r.item_id for r in first.failures()) == sorted(lost)
+    keys = {r.item_id: r.key for r in first.failures()}
+
+    second = await wechatpay_client.batch(
+        send_coupon,
+        [],
+        journal=journal,
+        retry_failed=False,  # resent all the same
+    )
+    assert (second.sent, second.resent, second.batch) == (2, 2, {"done": 8})
+    resent = [r for r in posts(wechatpay_server) if r.params["openid"] in lost]
+    assert {r.json["out_request_no"] for r in resent} == set(keys.values())
+    assert len(resent) == 4 and all(len(c) == 1 for c in wechatpay_server.state["coupons"].values())
+    journal.close()

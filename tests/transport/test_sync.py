@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from wechatpay_chain import APIError, Client, VerificationError
+from wechatpay_chain import APIError, Client, ClientClosedError, VerificationError
 from wechatpay_chain.middlewares import Request
 from wechatpay_chain.middlewares.pipeline import Handler
 from wechatpay_chain.testing import FakeWechatPay
@@ -126,12 +126,13 @@ def test_close_stops_the_bridge_thread(wechatpay_server: FakeWechatPay) -> None:
     assert bridge is not None and bridge.is_alive()
     client.close()
     assert not bridge.is_alive()
-    # usable again afterwards: the bridge restarts on demand
-    assert (
-        client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "d")).status_code
-        == 200
-    )
-    client.close()
+    # closed for good, as an httpx client: the bridge does not silently restart
+    sent = len(wechatpay_server.requests)
+    with pytest.raises(ClientClosedError, match="closed"):
+        client[TEMPLATE].post_sync(openid="o-1", json=body(wechatpay_server, "d"))
+    assert client._connections.bridge.thread is bridge and not bridge.is_alive()
+    assert len(wechatpay_server.requests) == sent
+    client.close()  # closing twice is harmless
 
 
 @pytest.mark.anyio

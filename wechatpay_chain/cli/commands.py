@@ -23,6 +23,7 @@ __all__ = ["register"]
 
 _APIV3_ENV = "WECHATPAY_APIV3_KEY"
 _SECRET_ENV = "WECHATPAY_SECRET"  # noqa: S105 - an environment variable's name
+_KEY_PASSWORD_ENV = "WECHATPAY_PRIVATE_KEY_PASSWORD"  # noqa: S105 - a variable's name
 
 
 class _Failure(Exception):
@@ -100,6 +101,13 @@ def _merchant_options(parser: argparse.ArgumentParser, *, v3_only: bool = True) 
         metavar="KEYFILE",
         help="merchant API private key (apiclient_key.pem)",
     )
+    group.add_argument(
+        "--private-key-password-env",
+        metavar="NAME",
+        default=_KEY_PASSWORD_ENV,
+        help="environment variable holding the passphrase of an encrypted --private-key "
+        f"(default: ${_KEY_PASSWORD_ENV}; read only when set)",
+    )
     _trust_options(parser)
     parser.add_argument(
         "--base-url", help="another host, e.g. a fake server for tests (default: WeChat Pay)"
@@ -132,6 +140,12 @@ def _client(args: argparse.Namespace, **overrides: Any) -> Client:
         "apiv3_key": _secret(args.apiv3_key, _APIV3_ENV),
         "secret": _secret(getattr(args, "secret", None), _SECRET_ENV),
     }
+    password_env = getattr(args, "private_key_password_env", None)
+    if password_env and options["private_key"] is not None:
+        # From the environment only: a passphrase on the command line shows in `ps`.
+        options["private_key_password"] = os.environ.get(password_env) or None
+        if options["private_key_password"] is None and password_env != _KEY_PASSWORD_ENV:
+            raise _Failure(f"${password_env} is not set (--private-key-password-env)")
     if getattr(args, "base_url", None):
         options["base_url"] = args.base_url
     options.update(overrides)

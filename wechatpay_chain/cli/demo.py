@@ -147,7 +147,8 @@ def run(verbose: bool = True) -> int:
                 except Exception as exc:
                     failures += 1
                     print(f"FAIL {label}\n     {type(exc).__name__}: {exc}")
-            await client.aclose()
+            # No aclose() here: closing is final and the sync calls below use the client;
+            # this loop's pools close when asyncio.run ends it.
 
         asyncio.run(run_async())
         with client:

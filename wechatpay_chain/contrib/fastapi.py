@@ -17,14 +17,17 @@ The dependency reads the raw body itself (so nothing re-serialises it), verifies
 it, and hands the handler the typed notification. A notification that does not verify never
 reaches the handler: it is answered 4xx. A re-sent copy of one already handled is
 acknowledged without running the handler (de-duplication by id, in memory unless a
-``Deduplicator`` is given). ``install(app)`` makes those answers byte-exact (APIv2 needs XML).
+``Deduplicator`` is given). ``install(app)`` makes those answers byte-exact (APIv2 needs XML)
+and adds the middleware that records a notification as handled only when the answer the
+handler actually sent is 2xx: a handler that returns ``JSONResponse(..., status_code=500)``
+gets the re-sent copy again. De-duplication needs it (``dedup=False`` does not).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -76,9 +79,55 @@ async def _answer_exactly(request: Request, exc: Exception) -> Response:
     return respond(exc.answer)
 
 
+#: ASGI scope key: the (store, key) claims of this request, finished by ``_FinishClaims``.
+_CLAIMS = "wechatpay_chain.claims"
+
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+
+
+class _FinishClaims:
+    """Pure ASGI middleware: a claimed notification is recorded handled when the answer
+    starts with a 2xx status, and released (re-sent copies run the handler) otherwise,
+    including when the handler raised or the request was cancelled. Recorded before the
+    answer leaves, so a re-sent copy never finds it still in progress after the ack."""
+
+    def __init__(self, app: Callable[[_Scope, _Receive, _Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        claims: list[tuple[Deduplicator, str]] = []
+        scope[_CLAIMS] = claims
+
+        async def sending(message: _Message) -> None:
+            if claims and message["type"] == "http.response.start":
+                handled = 200 <= int(message["status"]) < 300
+                while claims:
+                    store, key = claims.pop()
+                    await finish_shielded(store, key, handled=handled)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            while claims:
+                store, key = claims.pop()
+                await finish_shielded(store, key, handled=False)
+
+
 def install(app: FastAPI) -> None:
-    """Answer rejected and duplicate notifications with exactly the bodies WeChat Pay expects."""
+    """Answer rejected and duplicate notifications with exactly the bodies WeChat Pay
+    expects, and record a notification as handled only if the handler's answer is 2xx."""
+    if getattr(app.state, "wechatpay_chain_installed", False):
+        return
     app.add_exception_handler(NotificationAnswer, _answer_exactly)
+    app.add_middleware(_FinishClaims)
+    app.state.wechatpay_chain_installed = True
 
 
 class WechatpayNotification:
@@ -106,10 +155,8 @@ class WechatpayNotification:
         )
 
     def depends(self) -> Any:
-        """``Depends(self)``, finishing before the answer is sent (use this, not ``Depends``).
-
-        The de-duplication store then records the notification as handled before WeChat
-        Pay sees the acknowledgement.
+        """``Depends(self)`` (use this, not ``Depends``): the claim is in place before the
+        handler runs, and ``install``'s middleware settles it from the answer's status.
         """
         if _HAS_SCOPE:
             return Depends(self, scope="function")
@@ -126,6 +173,15 @@ class WechatpayNotification:
                 "APIv2 notifications are answered in XML: call "
                 "wechatpay_chain.contrib.fastapi.install(app) once"
             )
+        store = self._dedup
+        claims: list[tuple[Deduplicator, str]] | None = request.scope.get(_CLAIMS)
+        if store is not None and claims is None:
+            # Without the middleware nothing sees the status the handler sends: a handler
+            # answering 500 would have its notification recorded as handled, and lost.
+            raise InvalidArgumentError(
+                "notification de-duplication needs the status the handler answers: call "
+                "wechatpay_chain.contrib.fastapi.install(app) once (or pass dedup=False)"
+            )
         body = await request.body()
         try:
             if kind == "v3":
@@ -135,8 +191,7 @@ class WechatpayNotification:
         except NotificationError as exc:
             log_rejection(kind, exc)
             raise NotificationAnswer(Answer.reject(kind, exc.reason)) from None
-        store = self._dedup
-        if store is None:
+        if store is None or claims is None:
             yield notification
             return
         key = notification.dedup_key
@@ -145,9 +200,6 @@ class WechatpayNotification:
             raise NotificationAnswer(Answer.ack(kind))
         if claim != "new":
             raise NotificationAnswer(Answer.reject(kind, "duplicate"))
-        try:
-            yield notification
-        except BaseException:
-            await finish_shielded(store, key, handled=False)
-            raise
-        await finish_shielded(store, key, handled=True)
+        # Finished by the middleware from the status actually sent (or released on failure).
+        claims.append((store, key))
+        yield notification

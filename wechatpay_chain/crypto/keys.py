@@ -32,6 +32,7 @@ __all__ = [
     "PublicKeyLike",
     "certificate_serial",
     "certificate_validity",
+    "file_url_path",
     "load_certificate",
     "load_private_key",
     "load_public_key",
@@ -94,6 +95,12 @@ def _file_url_path(url: str, what: str) -> str:
     if os.name == "nt" and re.match(r"/[A-Za-z]:", path):
         path = path[1:]  # file:///C:/dir/key.pem
     return path
+
+
+def file_url_path(url: str, what: str) -> str:
+    """The local path of a ``file:///absolute/path`` URL; InvalidArgumentError naming ``what``
+    for any other kind (a host, a relative path)."""
+    return _file_url_path(url, what)
 
 
 def _read(value: object, what: str, expected: str) -> tuple[bytes, str]:
@@ -199,7 +206,10 @@ def _parse_private(
     except TypeError:
         # cryptography's way of saying the passphrase and the key's encryption disagree.
         if password is None:
-            raise InvalidArgumentError(f"{where}: is encrypted; pass passphrase=") from None
+            raise InvalidArgumentError(
+                f"{where}: is encrypted; give its passphrase (Client(private_key_password=), "
+                "load_private_key(passphrase=))"
+            ) from None
         raise InvalidArgumentError(
             f"{where}: a passphrase was given but the key is not encrypted"
         ) from None

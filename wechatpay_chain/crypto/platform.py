@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,7 +55,8 @@ def load_platform_key(serial: str, value: object) -> PlatformKey:
 
 
 class PlatformKeys(Mapping[str, PlatformKey]):
-    """Serial -> trusted key. Additions replace the whole dict, so readers never lock."""
+    """Serial -> trusted key. Additions replace the whole dict, so readers never lock;
+    writers (refreshes on several loops or threads) take a lock, so none undoes another's."""
 
     def __init__(self, certs: Mapping[str, object] | None = None) -> None:
         entries: dict[str, PlatformKey] = {}
@@ -73,6 +75,7 @@ class PlatformKeys(Mapping[str, PlatformKey]):
                 entry = load_platform_key(serial, value)
                 entries[entry.serial] = entry
         self._entries = entries
+        self._lock = threading.Lock()
 
     def __getitem__(self, serial: str) -> PlatformKey:
         return self._entries[serial]
@@ -87,10 +90,11 @@ class PlatformKeys(Mapping[str, PlatformKey]):
         return f"<PlatformKeys {sorted(self._entries)}>"
 
     def add(self, *entries: PlatformKey) -> None:
-        merged = dict(self._entries)
-        for entry in entries:
-            merged[entry.serial] = entry
-        self._entries = merged
+        with self._lock:
+            merged = dict(self._entries)
+            for entry in entries:
+                merged[entry.serial] = entry
+            self._entries = merged
 
     def newest(self) -> PlatformKey:
         """The key to encrypt sensitive fields with: a public key, else the latest certificate."""

@@ -12,7 +12,7 @@ from ..protocol import v2 as _v2
 from ..protocol.request import Request
 from ..protocol.transformer import Transformer
 
-__all__ = ["answer_fields", "raise_v2_failure", "v3_error"]
+__all__ = ["answer_fields", "json_answer", "raise_v2_failure", "v3_error"]
 
 
 def answer_fields(request: Request, response: httpx.Response) -> dict[str, Any] | None:
@@ -29,7 +29,40 @@ def answer_fields(request: Request, response: httpx.Response) -> dict[str, Any] 
     return fields
 
 
+def json_answer(request: Request, response: httpx.Response) -> Any:
+    """The parsed body of a JSON-answering APIv2 endpoint (``getaccesstoken``).
+
+    A body that cannot be read is ``APIError`` on a 4xx/5xx, ``VerificationError`` on a 2xx.
+    """
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError, httpx.ResponseNotRead):
+        if response.status_code >= 400:
+            raise APIError(
+                response.reason_phrase or "error", request=response.request, response=response
+            ) from None
+        raise VerificationError(
+            f"{request.method} {request.template}: answer is not JSON"
+        ) from None
+
+
+def _raise_json_failure(request: Request, response: httpx.Response) -> None:
+    failure = _v2.json_answer_failure(json_answer(request, response))
+    if failure is None and response.status_code < 400:
+        return
+    failure = failure or {"retcode": "", "retmsg": ""}
+    raise APIError(
+        failure["retmsg"] or response.reason_phrase or "error",
+        request=response.request,
+        response=response,
+        code=failure["retcode"] or None,
+    )
+
+
 def raise_v2_failure(request: Request, response: httpx.Response) -> None:
+    if _v2.is_json_answer(request.path) and "sink" not in response.extensions:
+        _raise_json_failure(request, response)
+        return
     try:
         fields = answer_fields(request, response)
     except InvalidArgumentError:
@@ -67,10 +100,27 @@ def v3_error(response: httpx.Response) -> APIError:
     detail: Any = None
     try:
         data = json.loads(response.content) if response.content else None
-    except (ValueError, httpx.ResponseNotRead):
+    except (ValueError, RecursionError, httpx.ResponseNotRead):
+        # Not JSON, invalid UTF-8, an over-long number, or nesting deep enough to exhaust
+        # the parser: the status alone is reported.
         data = None
     if isinstance(data, dict):
-        code = str(data["code"]) if data.get("code") is not None else None
-        message = str(data.get("message") or message)
+        code = _short_text(data.get("code"))
+        message = _short_text(data.get("message")) or message
         detail = data.get("detail")
     return APIError(message, request=response.request, response=response, code=code, detail=detail)
+
+
+def _short_text(value: Any) -> str | None:
+    """``code``/``message`` as text: str and int kept (up to 1000 characters), else None.
+
+    Anything else (a nested structure, a float) is not what WeChat Pay sends there and could
+    be made expensive to print, so it is left out rather than turned into text.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value[:1000] or None
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10**18 else None
+    return None

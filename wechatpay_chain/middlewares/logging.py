@@ -134,7 +134,8 @@ def _failure_code(request: Request, response: httpx.Response) -> str | None:
         return None
     try:
         data = response.json()
-    except (ValueError, httpx.ResponseNotRead, UnicodeDecodeError):
+    except (ValueError, RecursionError, httpx.ResponseNotRead, UnicodeDecodeError):
         return None
     code = data.get("code") if isinstance(data, dict) else None
-    return str(code) if code is not None else None
+    # Text or a number only: anything else is not WeChat Pay's, and may be costly to print.
+    return str(code)[:200] if isinstance(code, str | int) and not isinstance(code, bool) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -126,7 +127,11 @@ class RateLimit:
         self._store = store
         #: (method, template) -> its bucket (None: not paced); filled on first use.
         self._resolved: dict[tuple[str, str], _Bucket | None] = {}
-        self._semaphores: dict[object, anyio.Semaphore] = {}
+        # Weak: an entry goes with its loop (asyncio) or its run (trio's token), so a
+        # process running many short loops keeps none of them.
+        self._semaphores: weakref.WeakKeyDictionary[object, anyio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         self._last: tuple[object, anyio.Semaphore] | None = None
 
     @staticmethod
@@ -171,14 +176,8 @@ class RateLimit:
         semaphore = self._semaphores.get(key)
         if semaphore is None:
             semaphore = self._semaphores.setdefault(key, anyio.Semaphore(limit, fast_acquire=True))
-            self._forget_closed_loops()
         self._last = (key, semaphore)
         return semaphore
-
-    def _forget_closed_loops(self) -> None:
-        for key in list(self._semaphores):
-            if getattr(key, "is_closed", lambda: False)():
-                self._semaphores.pop(key, None)
 
     async def pace(self, method: str, template: str) -> None:
         """Wait for the next turn of ``method template`` (no concurrency slot taken)."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,6 +13,7 @@ from .._exceptions import InvalidArgumentError
 from ..protocol import v2 as _v2
 from ..protocol import v3 as _v3
 from ..protocol.formatter import Formatter
+from ..protocol.headers import put
 from ..protocol.request import Request
 from ..protocol.transformer import Transformer
 from ..transport.parallel import loop_load
@@ -27,6 +28,13 @@ __all__ = ["RsaSigner", "SignRequest"]
 
 
 RsaSigner = Callable[[bytes], Awaitable[str] | str]
+
+
+def _authorize(request: Request, value: str) -> None:
+    if "user_headers" in request.state:  # the caller's spelling of the name, if any
+        put(request.headers, "Authorization", value)
+    else:
+        request.headers["Authorization"] = value
 
 
 class SignRequest:
@@ -51,7 +59,16 @@ class SignRequest:
         body = request.state.get("signed_body")
         if body is None:
             content = request.content
-            body = content if isinstance(content, bytes) else b""
+            if isinstance(content, bytes):
+                body = content
+            elif content is None:
+                body = b""
+            else:  # a stream: what it will send cannot be signed before it is sent
+                raise InvalidArgumentError(
+                    f"body= of the APIv3 request {request.template!r} is a stream "
+                    f"({type(content).__name__}), and the signature covers the body: pass "
+                    f"bytes or str (read the stream first), or an UploadForm for uploads"
+                )
         message = _v3.request_message(request.method, request.target, timestamp, nonce, body)
         if self._rsa_sign is not None:
             result = self._rsa_sign(message)
@@ -66,20 +83,18 @@ class SignRequest:
                 try:
                     signed = load.sign(key, message)
                     signature = signed if isinstance(signed, str) else await signed
-                    request.headers["Authorization"] = _v3.authorization(
-                        mchid, serial, timestamp, nonce, signature
-                    )
+                    value = _v3.authorization(mchid, serial, timestamp, nonce, signature)
+                    _authorize(request, value)
                     return await call_next(request)
                 finally:
                     load.inflight -= 1
             signature = crypto.sign_sha256_rsa(message, key)
-        request.headers["Authorization"] = _v3.authorization(
-            mchid, serial, timestamp, nonce, signature
-        )
+        _authorize(request, _v3.authorization(mchid, serial, timestamp, nonce, signature))
         return await call_next(request)
 
     def sign_v2(self, request: Request) -> None:
-        """Sign the ``xml=`` fields: the XML body, or the query of a GET."""
+        """Sign the ``xml=`` fields into the XML body; on a GET, the query and ``xml=`` fields
+        into the query."""
         config = self._config
         if not config.secret:
             raise InvalidArgumentError(
@@ -88,8 +103,13 @@ class SignRequest:
         if request.body is not None and isinstance(request.content, V2Upload):
             self._seal_v2_upload(request, request.content, config.secret)
             return
+        data: Mapping[str, Any] = request.xml or {}
+        if request.method == "GET" and request.query:
+            # A GET carries its fields in the query: those are what WeChat Pay checks the
+            # sign over (the PHP SDK signs the query the same way); xml= fields join them.
+            data = {**request.query, **data}
         fields = _v2.build_request_fields(
-            request.xml or {},
+            data,
             mchid=config.mchid,
             secret=config.secret,
             nonceless=request.nonceless,
@@ -97,7 +117,7 @@ class SignRequest:
         )
         request.state["sign_type"] = fields.get("sign_type", "MD5")
         if request.method == "GET":
-            request.query = {**(request.query or {}), **fields}
+            request.query = fields
             locate(request)
         else:
             request.content = Transformer.to_xml(fields).encode("utf-8")

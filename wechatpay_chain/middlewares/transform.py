@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .._exceptions import InvalidArgumentError
+from ..protocol.headers import put_default
 from ..protocol.request import Request
 from ..protocol.sensitive import serial_header
 from .errors import raise_v2_failure, v3_error
@@ -53,14 +54,19 @@ class DecodeAnswer:
         if request.api == "v3":
             if request.has_json:
                 request.content = dumps(request.json)
-                request.headers = {**_JSON_HEADERS, **request.headers}
+                given = request.headers
+                if given:
+                    for name, value in _JSON_HEADERS.items():
+                        put_default(given, name, value)
+                else:
+                    request.headers = _JSON_HEADERS.copy()
                 if self._config is not None and self._config.encrypted:
                     self._mark_serial(request)
             elif isinstance(request.body, UploadForm):
                 await request.body.prepare(request)  # multipart; signed over its meta JSON
             else:
                 request.content = _text_body(request.body)
-                request.headers.setdefault("Accept", "application/json")
+                put_default(request.headers, "Accept", "application/json")
             response = await call_next(request)
             if response.status_code >= 400:
                 raise v3_error(response)
@@ -68,7 +74,7 @@ class DecodeAnswer:
         if isinstance(request.body, UploadForm):
             await request.body.prepare(request)  # multipart; the signer seals its fields
         if request.method != "GET":
-            request.headers.setdefault("Content-Type", "text/xml; charset=utf-8")
+            put_default(request.headers, "Content-Type", "text/xml; charset=utf-8")
         response = await call_next(request)
         raise_v2_failure(request, response)
         return response

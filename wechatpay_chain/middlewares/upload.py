@@ -30,6 +30,8 @@ import anyio.to_thread
 
 from .._exceptions import InvalidArgumentError
 from ..crypto.hashes import _hasher
+from ..crypto.keys import file_url_path
+from ..protocol.headers import put, put_default
 
 if TYPE_CHECKING:
     from ..protocol.request import Request
@@ -134,6 +136,8 @@ class UploadForm:
         self._file: BinaryIO | None = None
         self._start = 0
         if isinstance(file, str | os.PathLike):
+            if isinstance(file, str) and file[:7].lower() == "file://":
+                file = file_url_path(file, "upload file")  # as every key loader takes them
             self._path = Path(file)
             if not self._path.is_file():
                 raise InvalidArgumentError(f"upload file {str(self._path)!r} does not exist")
@@ -322,9 +326,9 @@ class UploadForm:
         )  # fmt: skip
         tail = b"\r\n--" + boundary.encode() + b"--\r\n"
         request.content = _FormStream(self, head, tail, size, digests["sha256"])
-        request.headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
-        request.headers["Content-Length"] = str(len(head) + size + len(tail))
-        request.headers.setdefault("Accept", "application/json")
+        put(request.headers, "Content-Type", f"multipart/form-data; boundary={boundary}")
+        put(request.headers, "Content-Length", str(len(head) + size + len(tail)))
+        put_default(request.headers, "Accept", "application/json")
         request.state["signed_body"] = meta
 
 
@@ -364,8 +368,8 @@ class V2Upload:
         head = b"".join(pieces)
         tail = b"\r\n--" + boundary + b"--\r\n"
         request.content = _FormStream(form, head, tail, self._size, self._digests["sha256"])
-        request.headers["Content-Type"] = f"multipart/form-data; boundary={boundary.decode()}"
-        request.headers["Content-Length"] = str(len(head) + self._size + len(tail))
+        put(request.headers, "Content-Type", f"multipart/form-data; boundary={boundary.decode()}")
+        put(request.headers, "Content-Length", str(len(head) + self._size + len(tail)))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         raise InvalidArgumentError(

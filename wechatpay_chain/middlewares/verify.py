@@ -39,11 +39,20 @@ class VerifyAnswer:
         self._config = config
 
     async def __call__(self, request: Request, call_next: Handler) -> httpx.Response:
+        if request.path in _v3.STATEMENT_PATHS and request.method == "GET":
+            # Uncompressed unless the caller asks otherwise: then the SHA-1 WeChat Pay signs
+            # is compared with exactly the bytes received (see _plain).
+            if not any(name.lower() == "accept-encoding" for name in request.headers):
+                request.headers["Accept-Encoding"] = "identity"
         if request.sink is not None and request.api == "v3":
             if not is_unsigned_v3(request.path, request.method):
                 # Streamed to the sink: checked on the way, nothing kept unless it verifies.
                 checks = request.state.setdefault("sink_checks", {})
-                checks["signature"] = SignedBody(self._config, request)
+                checks["signature"] = (
+                    SignedStatement(self._config, request)
+                    if _is_statement(request)
+                    else SignedBody(self._config, request)
+                )
         response = await call_next(request)
         if request.api == "v3":
             try:
@@ -69,16 +78,23 @@ class VerifyAnswer:
 
     def check_v2(self, request: Request, response: httpx.Response) -> None:
         """The ``sign`` of a SUCCESS answer; failures and files are left to the transformer."""
-        if response.status_code >= 400:
-            return
+        if response.status_code >= 400 or _v2.is_json_answer(request.path):
+            return  # JSON answers carry no sign: the transformer reads their retcode
         try:
             fields = answer_fields(request, response)
         except InvalidArgumentError as exc:
             raise VerificationError(f"{request.method} {request.template}: {exc}") from None
         if fields is None:
             if _v2.is_unsigned_answer(request.path):
-                return  # a file (bill) rather than XML
+                return  # a file (bill) or JSON (getaccesstoken) rather than XML
             raise VerificationError(f"{request.method} {request.template}: answer is not XML")
+        for key, value in fields.items():
+            if not isinstance(value, str):
+                # Even a FAIL answer: which of two return_codes would be the true one?
+                raise VerificationError(
+                    f"{request.method} {request.template}: answer field {key[:40]!r} is "
+                    "repeated or nested; it must not be trusted"
+                )
         if _v2.answer_failure(fields) is not None and "sign" not in fields:
             return  # FAIL answers usually carry no sign; the transformer raises APIError
         secret = self._config.secret
@@ -116,13 +132,19 @@ class VerifyAnswer:
         now = time.time()
         try:
             signed = _v3.parse_signed(signed_values(headers), now=now)
-            message = _v3.response_message(signed.timestamp, signed.nonce, response.content)
+            digest = None
+            if request.path in _v3.STATEMENT_PATHS and request.method == "GET":
+                digest = _v3.statement_digest(headers.get(_v3.STATEMENT_DIGEST))
+            signed_body = response.content if digest is None else _v3.statement_message(digest)
+            message = _v3.response_message(signed.timestamp, signed.nonce, signed_body)
             keys.verify(
                 signed.serial,
                 message,
                 signed.signature,
                 now=now,
             )
+            if digest is not None and _plain(response):
+                _check_statement(digest, hashlib.sha1(response.content, usedforsecurity=False))
         except VerificationError as exc:
             request_id = headers.get("Request-ID")
             where = f" (Request-ID {request_id})" if request_id else ""
@@ -173,10 +195,17 @@ class SignedBody:
                 f"signed by serial {signed.serial[:64]!r}, which certs does not hold; "
                 f"known: {known}",
             )
-        if entry.not_after is not None and datetime.fromtimestamp(now, timezone.utc) > (
-            entry.not_after
-        ):
-            raise self._fail(f"platform certificate {signed.serial} expired at {entry.not_after}")
+        if entry.not_after is not None or entry.not_before is not None:
+            # The validity window, as the in-memory check (PlatformKeys.verify) applies it.
+            when = datetime.fromtimestamp(now, timezone.utc)
+            if entry.not_after is not None and when > entry.not_after:
+                raise self._fail(
+                    f"platform certificate {signed.serial} expired at {entry.not_after}"
+                )
+            if entry.not_before is not None and when < entry.not_before:
+                raise self._fail(
+                    f"platform certificate {signed.serial} is not valid before {entry.not_before}"
+                )
         self._headers = signed
         self._entry = entry
         # The signed message is TIMESTAMP\nNONCE\nBODY\n: its head now, the body as it comes.
@@ -196,3 +225,99 @@ class SignedBody:
         except (InvalidSignature, ValueError):
             raise self._fail(f"signature by {self._headers.serial} does not verify") from None
         self.verified = True
+
+
+def _is_statement(request: Request) -> bool:
+    return request.method == "GET" and request.path in _v3.STATEMENT_PATHS
+
+
+def _plain(response: httpx.Response) -> bool:
+    """Whether the body is as WeChat Pay sent it (no Content-Encoding undone by the client).
+
+    The documentation does not say whether a compressed statement's SHA-1 covers the
+    compressed or the plain bytes, so only an uncompressed answer has its digest compared.
+    """
+    encoding: str = response.headers.get("Content-Encoding", "identity")
+    return encoding.strip().lower() == "identity"
+
+
+def _check_statement(digest: str, actual: Any) -> None:
+    if actual.hexdigest() != digest.lower():
+        raise VerificationError(
+            f"the statement's SHA-1 is {actual.hexdigest()}, not the signed "
+            f"{_v3.STATEMENT_DIGEST} {digest}: the file is corrupt or was changed"
+        )
+
+
+class SignedStatement:
+    """The verifier's check of a streamed statement: the signature over the digest JSON
+    first, then the received file's SHA-1 against that digest.
+
+    An answer without ``Wechatpay-Statement-Sha1`` is checked as any other body is."""
+
+    __slots__ = ("_body", "_config", "_digest", "_hash", "_request", "_where")
+
+    def __init__(self, config: Config, request: Request) -> None:
+        self._config = config
+        self._request = request
+        self._where = f"{request.method} {request.template}"
+        self._body: SignedBody | None = None
+        self._digest: str | None = None
+        self._hash: Any = None
+
+    @property
+    def verified(self) -> bool:
+        if self._body is not None:
+            return bool(self._body.verified)
+        return self._digest is not None and self._hash is None
+
+    async def begin(self, response: httpx.Response) -> None:
+        self._digest = None
+        headers = response.headers
+        if _v3.STATEMENT_DIGEST not in headers:
+            self._body = SignedBody(self._config, self._request)
+            await self._body.begin(response)
+            return
+        self._body = None
+        keys = self._config.platform_keys
+        if keys is None:
+            raise InvalidArgumentError(
+                "certs is required to verify APIv3 answers: give the platform certificate or "
+                "public key (PUB_KEY_ID_…) it signs with"
+            )
+        now = time.time()
+        try:
+            signed = _v3.parse_signed(signed_values(headers), now=now)
+            digest = _v3.statement_digest(headers.get(_v3.STATEMENT_DIGEST))
+            assert digest is not None
+            resolve = self._config.resolve_serial
+            if signed.serial not in keys and resolve is not None:
+                await resolve(signed.serial)
+            message = _v3.response_message(
+                signed.timestamp, signed.nonce, _v3.statement_message(digest)
+            )
+            keys.verify(signed.serial, message, signed.signature, now=now)
+        except VerificationError as exc:
+            request_id = headers.get("Request-ID")
+            where = f" (Request-ID {request_id})" if request_id else ""
+            raise VerificationError(f"{self._where}: {exc}{where}") from None
+        self._hash = hashlib.sha1(usedforsecurity=False) if _plain(response) else None
+        self._digest = digest
+
+    def update(self, chunk: bytes) -> None:
+        if self._body is not None:
+            self._body.update(chunk)
+        elif self._hash is not None:
+            self._hash.update(chunk)
+
+    def end(self) -> None:
+        if self._body is not None:
+            self._body.end()
+            return
+        assert self._digest is not None
+        if self._hash is not None:
+            try:
+                _check_statement(self._digest, self._hash)
+            except VerificationError as exc:
+                raise VerificationError(f"{self._where}: {exc}") from None
+            self._hash = None

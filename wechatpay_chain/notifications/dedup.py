@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Literal, Protocol
 
@@ -40,15 +41,21 @@ class Deduplicator(Protocol):
 class MemoryDeduplicator:
     """An in-process :class:`Deduplicator` remembering the last ``maxsize`` handled keys.
 
+    A claim still in progress after ``claim_timeout`` seconds (a handler that hangs) is
+    given to the next re-sent copy, so WeChat Pay's re-sends are not refused (409) forever.
     Fine for one process; with several workers, back a Deduplicator with shared storage.
     """
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    def __init__(self, maxsize: int = 10_000, *, claim_timeout: float = 600.0) -> None:
         if maxsize < 1:
             raise InvalidArgumentError(f"maxsize must be at least 1, got {maxsize}")
+        if not claim_timeout > 0:
+            raise InvalidArgumentError(f"claim_timeout must be > 0 seconds, got {claim_timeout}")
         self.maxsize = maxsize
+        self.claim_timeout = claim_timeout
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._running: set[str] = set()
+        #: Key -> when it was claimed (monotonic clock).
+        self._running: dict[str, float] = {}
         # Threads as well as tasks may share one (sync portal, several event loops).
         self._lock = threading.Lock()
 
@@ -57,14 +64,16 @@ class MemoryDeduplicator:
             if key in self._done:
                 self._done.move_to_end(key)
                 return "done"
-            if key in self._running:
+            now = time.monotonic()
+            since = self._running.get(key)
+            if since is not None and now - since < self.claim_timeout:
                 return "in_progress"
-            self._running.add(key)
+            self._running[key] = now
             return "new"
 
     async def finish(self, key: str, *, handled: bool) -> None:
         with self._lock:
-            self._running.discard(key)
+            self._running.pop(key, None)
             if handled:
                 self._done[key] = None
                 self._done.move_to_end(key)

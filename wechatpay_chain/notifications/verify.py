@@ -216,7 +216,7 @@ class Notifications:
     def _decrypt_v3(raw: bytes, apiv3_key: bytes) -> Notification:
         try:
             document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError, UnicodeDecodeError):
             raise NotificationError("malformed", "body is not JSON") from None
         if not isinstance(document, dict):
             raise NotificationError("malformed", "body is not a JSON object")
@@ -250,7 +250,7 @@ class Notifications:
             raise NotificationError("bad_ciphertext", str(exc)) from None
         try:
             decrypted = json.loads(plaintext)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError, UnicodeDecodeError):
             raise NotificationError("malformed", "decrypted resource is not JSON") from None
         if not isinstance(decrypted, dict):
             raise NotificationError("malformed", "decrypted resource is not a JSON object")

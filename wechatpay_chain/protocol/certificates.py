@@ -101,7 +101,7 @@ def decrypt_certificates(
     """
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerificationError("v3/certificates answer is not JSON") from None
     entries = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(entries, list):

@@ -46,6 +46,8 @@ class _Entropy:
             return self._buffer[start : start + count]
 
     def forget(self) -> None:
+        # A thread of the parent that held the lock at the fork does not exist here.
+        self._lock = threading.Lock()
         self._buffer = b""
         self._position = 0
 

@@ -158,6 +158,8 @@ class Transformer:
         except (ValueError, LookupError) as exc:
             # pyexpat refusing a declared encoding it cannot decode (GBK, an unknown name).
             raise InvalidArgumentError(f"XML: cannot be read ({exc})") from None
+        except RecursionError:
+            raise InvalidArgumentError("XML: nested too deeply to be read") from None
         root, fields = next(iter(document.items()))
         if root.lower() == "html":
             raise InvalidArgumentError(_HTML)

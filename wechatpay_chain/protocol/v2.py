@@ -16,11 +16,16 @@ from .._exceptions import InvalidArgumentError, VerificationError
 from .transformer import field_text
 
 __all__ = [
+    "DOWNLOAD_PATHS",
+    "JSON_ANSWER_PATHS",
     "SIGN_TYPES",
     "UNSIGNED_ANSWER_PATHS",
     "answer_failure",
     "build_request_fields",
+    "is_download",
+    "is_json_answer",
     "is_unsigned_answer",
+    "json_answer_failure",
     "sign_fields",
     "verify_answer",
 ]
@@ -78,8 +83,55 @@ UNSIGNED_ANSWER_PATHS: frozenset[str] = frozenset(
         # The sandbox key: the answer hands out `sandbox_signkey` and is not signed.
         "sandboxnew/pay/getsignkey",
         "xdc/apiv2getsignkey/sign/getsignkey",
+        # OAuth access token for pay_identity/pay_realname: JSON (retcode/retmsg), no sign.
+        "appauth/getaccesstoken",
     }
 )
+
+
+#: APIv2 endpoints whose success answer is a file: with ``sink=`` it is written as received.
+DOWNLOAD_PATHS: frozenset[str] = frozenset(
+    {"pay/downloadbill", "pay/downloadfundflow", "billcommentsp/batchquerycomment"}
+)
+
+#: APIv2 endpoints that answer JSON (``retcode``/``retmsg``), unsigned, instead of XML.
+JSON_ANSWER_PATHS: frozenset[str] = frozenset({"appauth/getaccesstoken"})
+
+
+def _sent_path(path: str) -> str:
+    path = path.partition("?")[0].lstrip("/").removeprefix("v2/")
+    return path[len(_SANDBOX) :] if path.startswith(_SANDBOX) else path
+
+
+def is_download(path: str) -> bool:
+    """Whether ``path`` (as ``is_unsigned_answer`` takes it) answers a file on success."""
+    return _sent_path(path) in DOWNLOAD_PATHS
+
+
+def is_json_answer(path: str) -> bool:
+    """Whether ``path`` (as ``is_unsigned_answer`` takes it) answers unsigned JSON."""
+    return _sent_path(path) in JSON_ANSWER_PATHS
+
+
+def json_answer_failure(data: object) -> dict[str, str] | None:
+    """None for a JSON answer with ``retcode`` 0, else ``{"retcode", "retmsg"}``.
+
+    ``data`` is the parsed answer; anything but an object with an integer-like ``retcode``
+    is a failure too (``retcode`` ""): an answer that cannot be read is never success.
+    """
+    if isinstance(data, dict):
+        code = data.get("retcode")
+        message = data.get("retmsg")
+        text = message if isinstance(message, str) else ""
+        if code == 0 and not isinstance(code, bool):
+            return None
+        if isinstance(code, int) and not isinstance(code, bool):
+            return {"retcode": str(code), "retmsg": text}
+        if isinstance(code, str) and code.strip().lstrip("-").isdigit() and len(code) < 20:
+            if int(code) == 0:
+                return None
+            return {"retcode": code.strip(), "retmsg": text}
+    return {"retcode": "", "retmsg": "answer has no numeric retcode"}
 
 
 def is_unsigned_answer(path: str) -> bool:
@@ -173,7 +225,8 @@ def answer_failure(fields: Mapping[str, Any]) -> dict[str, str] | None:
     result_code = fields.get("result_code", "SUCCESS")
     if return_code == "SUCCESS" and result_code == "SUCCESS":
         return None
-    failure = {name: str(fields[name]) for name in _FAILURE_FIELDS if name in fields}
+    # Text only: a repeated or nested field (a hostile answer) is left out, never printed.
+    failure = {name: fields[name] for name in _FAILURE_FIELDS if isinstance(fields.get(name), str)}
     failure.setdefault("return_code", "")
     return failure
 
@@ -218,7 +271,8 @@ def verify_answer(
             f"sign_type {sign_type!r} is not supported; use 'MD5' or 'HMAC-SHA256'"
         )
     expected = sign_fields(fields, secret, sign_type).encode("ascii")
-    if not hmac.compare_digest(expected, sign.upper().encode("utf-8")):
+    # Exactly, as the PHP SDK's hash_equals does: WeChat Pay writes upper-case hex.
+    if not hmac.compare_digest(expected, sign.encode("utf-8")):
         raise VerificationError(
             f"APIv2 answer sign does not match ({sign_type}); it must not be trusted"
         )

@@ -15,6 +15,8 @@ __all__ = [
     "AUTH_SCHEME",
     "MAX_SKEW",
     "SIGNED_NAMES",
+    "STATEMENT_DIGEST",
+    "STATEMENT_PATHS",
     "UNSIGNED_V3_PATHS",
     "SignedHeaders",
     "authorization",
@@ -24,6 +26,8 @@ __all__ = [
     "request_message",
     "response_message",
     "signed_headers",
+    "statement_digest",
+    "statement_message",
 ]
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
@@ -157,11 +161,35 @@ UNSIGNED_V3_PATHS: tuple[str, ...] = (
     "v3/transferdownload/elecvoucherfile",
     "v3/merchant-service/images/",
     "v3/new-tax-control-fapiao/download-invoice-file",
-    # Cross-border: the statement file (its answer has Wechatpay-Statement-Sha1, no
-    # signature) and complaint images.
-    "v3/global/statements",
+    # Cross-border complaint images. (The statements are signed: see STATEMENT_PATHS.)
     "v3/global/merchant-service/images/",
 )
+
+#: Statement downloads (``GET``, under ``…/hk/`` or on ``apihk.mch.weixin.qq.com``): the
+#: answer is the file, with its SHA-1 in ``Wechatpay-Statement-Sha1``, and the signature
+#: covers ``{"sha1":"<that value>"}`` instead of the body (as the PHP SDK verifies it).
+STATEMENT_PATHS: frozenset[str] = frozenset({"v3/statements", "v3/global/statements"})
+STATEMENT_DIGEST = "Wechatpay-Statement-Sha1"
+
+
+def statement_digest(value: str | None) -> str | None:
+    """The ``Wechatpay-Statement-Sha1`` value, checked to be 40 hex digits; None if absent."""
+    if value is None:
+        return None
+    if len(value) != 40 or not value.isascii():
+        raise VerificationError(f"{STATEMENT_DIGEST} is not a SHA-1 hex digest")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 20:
+        raise VerificationError(f"{STATEMENT_DIGEST} is not a SHA-1 hex digest")
+    return value
+
+
+def statement_message(digest: str) -> bytes:
+    """What a statement answer's signature covers in place of the body."""
+    return b'{"sha1":"' + digest.encode("ascii") + b'"}'
 
 
 def is_unsigned_v3(path: str, method: str = "GET") -> bool:

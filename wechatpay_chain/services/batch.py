@@ -125,8 +125,9 @@ class _Runner(Generic[T, S]):
             # Plain (blocking) calls: they run even while the batch is being cancelled.
             try:
                 self._flush()
+                released = self._release_unsent()
                 journal.finish_run(self.run_id)
-                unresolved = journal.unresolved(self.run_id)
+                unresolved = journal.unresolved(self.run_id) + released
             finally:
                 if not journal.in_memory:
                     journal.close()
@@ -241,6 +242,16 @@ class _Runner(Generic[T, S]):
             pending.append(outcome)
             if len(pending) >= _FLUSH:
                 self._flush()
+
+    def _release_unsent(self) -> int:
+        """Give back the claims of items queued but never handed to ``send`` (the run was
+        cancelled or stopped on an error); how many of them were left in flight before."""
+        ready, self.ready = self.ready, deque()
+        new = [item_id for _, item_id, _, resent in ready if not resent]
+        again = [item_id for _, item_id, _, resent in ready if resent]
+        self.resent -= len(again)
+        self.journal.release(self.run_id, new, again)
+        return len(again)
 
     def _flush(self) -> None:
         if self.pending:

@@ -70,6 +70,8 @@ class BatchSummary:
     total: int
     sent: int
     succeeded: int
+    #: Sent in this run without success: answered with an error, or not answered at all
+    #: (a read timeout, a dropped connection: left ``sending``, sent again next run).
     failed: int
     #: Done in an earlier run (or failed there, with ``retry_failed=False``): not sent.
     skipped: int
@@ -119,8 +121,11 @@ class BatchSummary:
         return self.journal.export(target, format=format, state=state)
 
     def failures(self) -> list[JournalRow]:
-        """The items whose last send failed, with their errors."""
-        return list(self.journal.rows("failed"))
+        """The items whose last send failed, with their errors: those answered with an
+        error (``failed``), then those left without an answer (``sending``, outcome
+        unknown: the next run sends them again with the same key)."""
+        unknown = [row for row in self.journal.rows("sending") if row.error]
+        return list(self.journal.rows("failed")) + unknown
 
 
 def default_item_id(item: object) -> str:
@@ -175,9 +180,19 @@ def _success(item_id: str, result: object) -> Outcome:
     return ("done", status, request_id, text, None, time.time(), item_id)
 
 
+#: Transport errors after which nothing can have reached WeChat Pay.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 def _failure(item_id: str, error: BaseException) -> Outcome:
+    """A failed send. One whose request may have been processed (no answer: a read
+    timeout, a dropped connection) stays ``sending`` in the journal, with its error: its
+    outcome is unknown, so the next run sends it again with the same key (WeChat Pay
+    de-duplicates on it) even with ``retry_failed=False``."""
     status = request_id = None
     if isinstance(error, APIError):
         status, request_id = error.status_code, error.request_id
     error_text = f"{type(error).__name__}: {error}"
-    return ("failed", status, request_id, None, error_text, time.time(), item_id)
+    unknown = isinstance(error, httpx.TransportError) and not isinstance(error, _NOT_SENT)
+    state = "sending" if unknown else "failed"
+    return (state, status, request_id, None, error_text, time.time(), item_id)

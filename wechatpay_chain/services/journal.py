@@ -112,6 +112,8 @@ class Journal:
         """Open (creating it if needed) and lock the file for this process."""
         if self._db is not None:
             return self
+        if not self.in_memory:
+            _create_private(self.path)
         try:
             db = sqlite3.connect(
                 self.path, timeout=0.25, isolation_level=None, check_same_thread=False
@@ -269,6 +271,29 @@ class Journal:
             raise
         return decisions
 
+    def release(self, run: int, new: Sequence[str], again: Sequence[str]) -> None:
+        """Undo the claim of items ``run`` claimed but never started sending (the batch
+        stopped first): ``new`` ones are forgotten, so the next run sends them as new
+        rather than as "resent"; ``again`` ones stay in flight from before, one send less."""
+        if not new and not again:
+            return
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "DELETE FROM items WHERE item_id=? AND run=? AND state='sending' AND sends=1",
+                [(item_id, run) for item_id in new],
+            )
+            db.executemany(
+                "UPDATE items SET sends=sends-1 WHERE item_id=? AND run=? "
+                "AND state='sending'",
+                [(item_id, run) for item_id in again],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """Store answered items (see ``Outcome``)."""
         if not outcomes:
@@ -337,12 +362,24 @@ class Journal:
                     "export needs format='csv' or 'jsonl' (or a .csv/.jsonl file name)"
                 )
             _check_format(kind)
-            with open(name, "w", encoding="utf-8", newline="") as out:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8", newline="") as out:
                 return _write(out, self.rows(state), kind)
         if format is None:
             raise InvalidArgumentError("export to a stream needs format='csv' or 'jsonl'")
         _check_format(format)
         return _write(target, self.rows(state), format)
+
+
+def _create_private(path: str) -> None:
+    """Create the journal file readable by its owner only (it holds every request's outcome,
+    as path sinks do); SQLite gives its ``-wal``/``-shm`` files the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:  # a directory that does not exist, etc.: sqlite3 says it better
+        pass
 
 
 def _row(row: tuple[Any, ...]) -> JournalRow:

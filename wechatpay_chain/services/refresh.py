@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
@@ -20,6 +22,7 @@ import httpx
 
 from .._exceptions import InvalidArgumentError, PublicKeyOnlyError, WechatpayError
 from ..protocol.certificates import PlatformCertificate
+from ..transport.bridge import BLOCKED_LOOP
 from ..transport.registry import forget_closed_loops, loop_key
 
 if TYPE_CHECKING:
@@ -56,13 +59,26 @@ class Refresher:
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._guard = threading.Lock()
-        self._loop_locks: dict[object, anyio.Lock] = {}
+        # Weak: an entry goes with its loop (asyncio) or its run (trio's token).
+        self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The event loop (or trio token) that holds ``_lock``, while one does.
+        self._holder: object | None = None
         #: Downloads started so far: a download that started after an answer arrived and
         #: did not bring its serial settles that answer.
         self.started = 0
         self._last_unknown = -math.inf
         self.public_key_only = False
         self.users = 0
+        _REFRESHERS.add(self)
+
+    def _forget_after_fork(self) -> None:
+        # A download running in the parent at the fork holds the lock there, not here.
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._holder = None
+        self._loop_locks = weakref.WeakKeyDictionary()
 
     def _loop_lock(self) -> anyio.Lock:
         key = loop_key()
@@ -79,10 +95,19 @@ class Refresher:
             # Another event loop may be downloading: poll from this loop rather than wait in a
             # worker thread, so a cancelled wait can never leave the lock taken by nobody.
             while not self._lock.acquire(blocking=False):
+                holder = self._holder
+                if holder is not None and holder is BLOCKED_LOOP.get():
+                    raise WechatpayError(
+                        "a *_sync call made inside an event loop needs a certificate refresh "
+                        "that this same loop is running, and blocks it: await the async verb "
+                        "in async code"
+                    )
                 await anyio.sleep(_POLL)
+            self._holder = loop_key()
             try:
                 yield
             finally:
+                self._holder = None
                 self._lock.release()
 
     async def _download_and_trust(self) -> list[PlatformCertificate]:
@@ -126,6 +151,18 @@ class Refresher:
                 )
                 return False
             return serial in keys
+
+
+_REFRESHERS: weakref.WeakSet[Refresher] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for refresher in list(_REFRESHERS):
+        refresher._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class AutoRefresh:

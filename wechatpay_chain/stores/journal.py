@@ -6,7 +6,9 @@ worker can send it. A worker claims rows with ``FOR UPDATE SKIP LOCKED`` and hol
 a lease that it renews while it lives; the rows of a worker that died are claimed again once
 their lease ran out and re-sent *with their recorded key*, which WeChat Pay deduplicates on.
 An outcome is written only by the worker that holds the row, so a late answer from a worker
-whose lease was taken over never overwrites the new holder's.
+whose lease was taken over never overwrites the new holder's. A send left without an answer
+(a read timeout, a dropped connection: its outcome unknown) stays ``sending`` with its error
+and no lease: held by nobody, it is sent again, with its key, by the next worker to start.
 
 Every worker may be given the same input: loading is ``INSERT ... ON CONFLICT DO NOTHING``,
 so the first to read an item decides its key. A worker given no input helps with what is
@@ -78,6 +80,7 @@ WITH picked AS (
     WHERE batch = %(batch)s AND (
         state = 'pending'
         OR (state = 'sending' AND lease_until < now())
+        OR (state = 'sending' AND lease_until IS NULL AND changed < %(started)s)
         OR (%(retry)s AND state = 'failed' AND changed < %(started)s))
     ORDER BY seq
     LIMIT %(n)s
@@ -101,11 +104,11 @@ WHERE i.batch = %(batch)s AND i.item_id = u.item_id AND i.run = %(run)s AND i.st
 """
 _RENEW = """
 UPDATE wechatpay_batch_items SET lease_until = now() + %(lease)s * interval '1 second'
-WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending'
+WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending' AND lease_until IS NOT NULL
 """
 _OPEN = """
 SELECT count(*) FILTER (WHERE state = 'pending'),
-       count(*) FILTER (WHERE state = 'sending' AND run <> %(run)s),
+       count(*) FILTER (WHERE state = 'sending' AND run <> %(run)s AND lease_until IS NOT NULL),
        extract(epoch FROM min(lease_until) FILTER (WHERE run <> %(run)s) - now())
 FROM wechatpay_batch_items
 WHERE batch = %(batch)s AND state IN ('pending', 'sending')
@@ -275,7 +278,8 @@ class PostgresJournal:
         with self._pool.connection() as conn:
             sql = (
                 "UPDATE wechatpay_batch_items SET state = 'pending', lease_until = NULL "
-                "WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending'"
+                "WHERE batch = %(batch)s AND run = %(run)s AND state = 'sending' "
+                "AND lease_until IS NOT NULL"
             )
             return conn.execute(sql.encode(), {"batch": self.batch, "run": run}).rowcount
 

@@ -334,6 +334,9 @@ class FakeWechatPay:
     # --- the request path ---------------------------------------------------------------
     async def _handle(self, http: HTTPRequest) -> HTTPReply | None:
         path, _, raw_query = http.target.partition("?")
+        if path.startswith("/hk/v3/"):
+            # The domestic entry to the cross-border APIs (v3/statements): same endpoints.
+            path = path[3:]
         if path.startswith("/v3/") or path == "/v3":
             return await self._handle_v3(http, path, raw_query)
         from . import _v2 as _v2fake
@@ -452,9 +455,15 @@ class FakeWechatPay:
         if body and not (headers and "Content-Type" in headers):
             reply_headers.append(("Content-Type", "application/json; charset=utf-8"))
         reply_headers.extend((headers or {}).items())
+        digest = (headers or {}).get(_v3.STATEMENT_DIGEST)
         if kind != "no_signature" and not (headers and headers.get("X-Unsigned")):
-            reply_headers.extend(self.sign_answer(body, kind))
-        if kind == "tamper_body":
+            # A statement's signature covers its digest, not the file (see _files.py).
+            signed = body if digest is None else _v3.statement_message(digest)
+            reply_headers.extend(self.sign_answer(signed, kind))
+        if kind == "tamper_body" and digest is not None:
+            body += b"tampered\r\n"
+            reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
+        elif kind == "tamper_body":
             body = body.replace(b"}", b',"tampered":true}', 1) if body else b"{}"
             reply_headers = [(k, v) for k, v in reply_headers if k != "Content-Length"]
             if status in (204, 304):

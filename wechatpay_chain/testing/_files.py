@@ -11,6 +11,9 @@
   itself, or XML ``No Bill Exist``. Any date has a small generated bill unless
   ``add_bill`` gave one (bytes, or a callable producing chunks, for very large bills).
 - ``GET v3/merchant-service/images/{media_id}`` streams an uploaded image back, unsigned.
+- Statements: ``GET v3/statements`` (under ``…/hk/``) and ``v3/global/statements`` answer
+  the file with ``Wechatpay-Statement-Sha1``, the signature covering ``{"sha1":"…"}``;
+  ``add_bill(kind="statement")`` sets one, ``no_bill``/``wrong_hash`` break the next.
 - ``files.misbehave(kind)`` breaks the next file answers: see ``FILE_FAULTS``.
 """
 
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.v3 import STATEMENT_DIGEST
 from ._http import HTTPReply
 from ._multipart import read_parts
 
@@ -77,6 +81,7 @@ _V2_DATE = re.compile(r"\d{8}\Z")
 _BILL_TYPES = {
     "trade": ("ALL", "SUCCESS", "REFUND", "RECHARGE_REFUND"),
     "fundflow": ("BASIC", "OPERATION", "FEES"),
+    "statement": ("ALL",),
 }
 _KEEP = 8 * MIB
 
@@ -233,7 +238,7 @@ class FakeFiles:
         ``kind="fundflow"``, the account type. APIv2 requests for the day get it too.
         """
         if kind not in _BILL_TYPES:
-            raise ValueError(f"kind must be 'trade' or 'fundflow', got {kind!r}")
+            raise ValueError(f"kind must be 'trade', 'fundflow' or 'statement', got {kind!r}")
         self.bills[(kind, bill_date, bill_type.upper())] = content
 
     def misbehave(self, kind: str, *, times: int = 1) -> None:
@@ -405,6 +410,32 @@ class FakeFiles:
             sent += len(chunk)
             yield chunk
 
+    # --- statements (v3/statements, v3/global/statements) ---------------------------------
+    def _statement(self, request: FakeRequest) -> Any:
+        """The statement file, its SHA-1 in ``Wechatpay-Statement-Sha1``; the server signs
+        ``{"sha1":"<digest>"}`` for it. Gzip (``Content-Encoding``) when asked for; the
+        digest is then still the plain file's (the docs do not say which bytes it covers)."""
+        from ._core import Reply
+
+        day = request.query.get("date", "")
+        if not _V2_DATE.match(day):
+            return _error(400, "PARAM_ERROR", "date must be YYYYMMDD")
+        if request.query.get("mchid") != request.mchid:
+            return _error(400, "PARAM_ERROR", "mchid is not the merchant who signed the request")
+        if self._take("no_bill"):
+            return _error(400, "NO_STATEMENT_EXIST", "要查询的账单不存在")
+        content = self._bill("statement", f"{day[:4]}-{day[4:6]}-{day[6:]}", "ALL")
+        body = content if isinstance(content, bytes) else b"".join(content())
+        digest = hashlib.sha1(body, usedforsecurity=False).hexdigest()
+        if self._take("wrong_hash"):
+            digest = hashlib.sha1(b"not the statement", usedforsecurity=False).hexdigest()
+        headers = {"Content-Type": "text/plain;charset=utf-8", STATEMENT_DIGEST: digest}
+        if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+            body = gzip.compress(body, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self.downloads += 1
+        return Reply(200, body=body, headers=headers)
+
     # --- APIv2 --------------------------------------------------------------------------
     def _v2_bill(self, kind: str) -> Callable[..., Any]:
         type_name = "account_type" if kind == "fundflow" else "bill_type"
@@ -457,6 +488,8 @@ def install(server: Server) -> FakeFiles:
     server.route("GET", "v3/bill/tradebill", files._bill_request("trade"))
     server.route("GET", "v3/bill/fundflowbill", files._bill_request("fundflow"))
     server.route("GET", "v3/billdownload/file", files._file)
+    server.route("GET", "v3/statements", files._statement)
+    server.route("GET", "v3/global/statements", files._statement)
     server.route("POST", "v2/pay/downloadbill", files._v2_bill("trade"))
     server.route("POST", "v2/pay/downloadfundflow", files._v2_bill("fundflow"))
     return files

@@ -74,6 +74,9 @@ def install(server: Server) -> None:
 
     _certificates.install(server)
     _v2seeds.install(server)
+    from . import _v2get
+
+    _v2get.install(server)
 
     from . import _files
 

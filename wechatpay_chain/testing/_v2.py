@@ -10,6 +10,7 @@ XML signed like WeChat Pay's (CDATA text, bare integers, the request's ``sign_ty
 from __future__ import annotations
 
 import inspect
+import json
 import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ SECURE_PATHS: frozenset[str] = frozenset(
 _MCHID_FIELDS = ("mch_id", "mchid", "combine_mch_id")
 _CA_ERROR = "请求未携带证书，或请求携带的证书出错"
 _XML_TYPE = ("Content-Type", "text/xml; charset=UTF-8")
+_JSON_TYPE = ("Content-Type", "application/json; charset=utf-8")
 _NOT_FOUND_PAGE = (
     b"<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
     b"<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -76,8 +78,12 @@ def to_xml(fields: Mapping[str, Any]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def fail(message: str) -> HTTPReply:
-    """A ``return_code`` FAIL answer (unsigned, as WeChat Pay's are)."""
+def fail(message: str, path: str = "") -> HTTPReply:
+    """A ``return_code`` FAIL answer (unsigned, as WeChat Pay's are); for an endpoint that
+    answers JSON (``path`` as sent, e.g. ``appauth/getaccesstoken``) a ``retcode`` -1."""
+    if _v2.is_json_answer(path):
+        body = json.dumps({"retcode": -1, "retmsg": message}, ensure_ascii=False)
+        return HTTPReply(200, body.encode("utf-8"), [_JSON_TYPE])
     return HTTPReply(200, to_xml({"return_code": "FAIL", "return_msg": message}), [_XML_TYPE])
 
 
@@ -147,15 +153,15 @@ async def handle(
         except InvalidArgumentError:
             return fail("XML格式错误")
     if any(not isinstance(value, str) for value in fields.values()):
-        return fail("XML格式错误: 字段重复或嵌套")
+        return fail("XML格式错误: 字段重复或嵌套", sent_path)
     request.data = fields
     merchant = _merchant(server, fields)
     if merchant is None:
-        return fail("mch_id参数错误: 商户号不存在")
+        return fail("mch_id参数错误: 商户号不存在", sent_path)
     request.mchid = merchant.mchid
     sign_type = fields.get("sign_type", "MD5")
     if sign_type not in _v2.SIGN_TYPES:
-        return fail("sign_type参数错误")
+        return fail("sign_type参数错误", sent_path)
     unsigned = _v2.is_unsigned_answer(sent_path)
     if needs_certificate(sent_path):
         why = _certificate_error(http, merchant)
@@ -174,7 +180,7 @@ async def handle(
     if not sign or not secrets.compare_digest(sign.encode(), expected.encode()):
         if form:
             return _reply(200, _v2media.sign_error(merchant.mchid), merchant, sign_type, None, True)
-        return fail("签名错误")
+        return fail("签名错误", sent_path)
 
     fault = server._take_fault(route.template)
     kind = fault.kind if fault is not None else None

@@ -3,8 +3,10 @@
 All or nothing: a path sink is written to a temporary file beside it and moved into place
 only once the whole body arrived and every check passed (the answer's signature, an expected
 digest, the gzip stream); a file object is truncated back to where it started when it can
-seek. An APIv2 answer that turns out to be XML (an error instead of the bill) never reaches
-the sink: it is kept in memory for the transformer to raise from.
+seek. An APIv2 answer that turns out to be an XML FAIL (an error instead of the bill) never
+reaches the sink: it is kept in memory for the transformer to raise from. Any other answer
+to a download (``pay/downloadbill``...), XML or not, goes into the sink as received, as the
+PHP SDK writes it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from .. import crypto
 from .._exceptions import InvalidArgumentError, VerificationError
 from ..crypto.hashes import _hasher
+from ..crypto.keys import file_url_path
 from ..protocol import v2 as _v2
+from ..protocol.transformer import Transformer
 from .decoding import DEFAULT_MAX_ANSWER_SIZE, decoded, read_answer
 
 if TYPE_CHECKING:
@@ -77,6 +81,8 @@ class Sink:
     ) -> None:
         if isinstance(target, Sink):
             raise InvalidArgumentError("Sink target must be a path or a binary file, not a Sink")
+        if isinstance(target, str) and target[:7].lower() == "file://":
+            target = file_url_path(target, "sink")  # as the key loaders and UploadForm take it
         if not _is_path(target) and not callable(getattr(target, "write", None)):
             raise InvalidArgumentError(
                 f"sink must be a path or a binary file, got {type(target).__name__}"
@@ -257,8 +263,12 @@ class _Content:
                 )
 
 
-async def _xml_answer(response: httpx.Response, body: Any) -> bytes | None:
-    """The first bytes of an APIv2 body, or None after keeping an XML answer in memory."""
+async def _xml_answer(response: httpx.Response, body: Any, download: bool) -> bytes | None:
+    """The first bytes of an APIv2 body, or None after keeping an XML answer in memory.
+
+    For a ``download`` (a bill), an XML answer that is not a failure, or one too long to be
+    an error message, is returned whole (as far as read) to go into the sink as received.
+    """
     head = b""
     async for chunk in body:
         head += chunk
@@ -270,12 +280,26 @@ async def _xml_answer(response: httpx.Response, body: Any) -> bytes | None:
     size = len(head)
     async for chunk in body:
         size += len(chunk)
-        if size > _MAX_XML:
-            raise VerificationError("APIv2 answer is XML larger than 1 MiB, neither file nor error")
         parts.append(chunk)
+        if size > _MAX_XML:
+            if download:
+                return b"".join(parts)  # not an error message: the rest streams after it
+            raise VerificationError("APIv2 answer is XML larger than 1 MiB, neither file nor error")
+    content = b"".join(parts)
+    if download and not _is_failure(content):
+        return content
     # What Response.aread() would have stored: the transformer and verifier read .content.
-    response._content = b"".join(parts)
+    response._content = content
     return None
+
+
+def _is_failure(content: bytes) -> bool:
+    """Whether an XML download answer is WeChat Pay's FAIL (then raised, never written)."""
+    try:
+        fields = Transformer.to_dict(content)
+    except InvalidArgumentError:
+        return False  # not WeChat Pay's XML: the download as received
+    return _v2.answer_failure(fields) is not None
 
 
 async def receive_into(
@@ -300,7 +324,7 @@ async def receive_into(
             body = decoded(response)  # bounded inflation, the codings we ask for only
             head = b""
             if request.api == "v2":
-                first = await _xml_answer(response, body)
+                first = await _xml_answer(response, body, _v2.is_download(request.path))
                 if first is None:
                     return response
                 if not _v2.is_unsigned_answer(request.path):
