@@ -15,7 +15,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m wechatpay_chain demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check wechatpay_chain tests $(wildcard bench)
+	$(BIN)/ruff check wechatpay_chain tests tools $(wildcard bench)
 	$(BIN)/mypy wechatpay_chain
 
 test: lint

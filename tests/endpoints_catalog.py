@@ -1,7 +1,12 @@
 """WeChat Pay merchant API endpoints, as (method, template) pairs, for the endpoint sweep.
 
-Written from pay.weixin.qq.com's documentation. Placeholders carry the names the docs give
-them. ``v2/...`` templates are APIv2 (XML; sent without the ``v2/`` prefix), the rest APIv3.
+Every documented call comes from the schema the typed layer is generated from
+(tools/endpoints.json, extracted from the wechatpay-im/website documentation), so the sweep
+covers what the types cover. The table below is what the pages do not say, written from
+pay.weixin.qq.com's documentation and the fake server's sweeps: each line's flags win over
+the page's, and its few undocumented endpoints (old spellings, sandboxes) are swept too.
+Placeholders carry the names the docs give them. ``v2/...`` templates are APIv2 (XML; sent
+without the ``v2/`` prefix), the rest APIv3.
 
 Flags after a line's template:
 
@@ -11,14 +16,23 @@ Flags after a line's template:
 - ``unsigned``: APIv2, a documented SUCCESS answer carries no ``sign``;
 - ``upload``: multipart/form-data, signed over its ``meta`` part.
 
+From a page (for a call the table does not list): ``security`` where its request lists
+``security``, ``upload`` where it takes ``body=``, ``unsigned`` for APIv2 where its answer
+table has no ``sign``; a page never says ``download``.
+
 A line too long for the page continues after a backslash.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
-__all__ = ["ENDPOINTS", "FLAGS", "Endpoint"]
+from _paths import PROJECT
+
+__all__ = ["CURATED", "DOCUMENTED", "ENDPOINTS", "FLAGS", "Endpoint"]
+
+SCHEMA = PROJECT / "tools" / "endpoints.json"
 
 FLAGS = frozenset({"security", "download", "unsigned", "upload"})
 
@@ -625,4 +639,37 @@ def _parse(table: str) -> tuple[Endpoint, ...]:
     return tuple(found)
 
 
-ENDPOINTS: tuple[Endpoint, ...] = _parse(_V3) + _parse(_V2)
+def _documented() -> tuple[Endpoint, ...]:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    found = []
+    for call in schema["endpoints"]:
+        request = {field["n"] for field in call["request"]}
+        answer = {field["n"] for field in call["response"]}
+        v2 = call["template"].startswith("v2/")
+        found.append(
+            Endpoint(
+                call["method"],
+                call["template"],
+                security=v2 and "security" in request,
+                upload="body" in request,
+                unsigned=v2 and bool(answer) and "sign" not in answer,
+            )
+        )
+    return tuple(found)
+
+
+def _merge(documented: tuple[Endpoint, ...], curated: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+    """Documented calls in schema order, the table's flags winning; then the table's others."""
+    table = {e.id: e for e in curated}
+    merged = []
+    for e in documented:
+        known = table.pop(e.id, None)
+        if known is not None:
+            e = replace(known, security=known.security or e.security)
+        merged.append(e)
+    return (*merged, *table.values())
+
+
+CURATED: tuple[Endpoint, ...] = _parse(_V3) + _parse(_V2)
+DOCUMENTED: tuple[Endpoint, ...] = _documented()
+ENDPOINTS: tuple[Endpoint, ...] = _merge(DOCUMENTED, CURATED)

@@ -36,6 +36,7 @@ from .transport.send import Transmit
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .endpoints import Root as _TypedRoot
     from .middlewares.logging import MetricsHook
     from .middlewares.ratelimit import RateLimit
     from .middlewares.retry import RetryPolicy
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from .services.bills import Bills
     from .services.certificates import Certificates
     from .services.media import Media
+else:
+    _TypedRoot = object  # the typed face (generated stubs) exists for type checkers only
 
 T = TypeVar("T")
 
@@ -57,7 +60,7 @@ _HTTPX_OPTIONS = frozenset(inspect.signature(httpx.AsyncClient.__init__).paramet
     "cert",
 }
 
-class Client:
+class Client(_TypedRoot):
     """A WeChat Pay merchant client; attribute and item access start a chain (DESIGN.md §3)."""
 
     def __init__(
@@ -154,20 +157,22 @@ class Client:
             raise AttributeError(name)
         return getattr(self._root, name)  # type: ignore[no-any-return]
 
-    def __getitem__(self, path: str) -> Chain:
-        return self._root[path]
+    if not TYPE_CHECKING:  # type checkers see the generated overloads of _TypedRoot
 
-    def chain(self, path: str) -> Chain:
-        """The node for ``path``, e.g. ``client.chain("v3/pay/transactions/native")``."""
-        return self._root[path]
+        def __getitem__(self, path: str) -> Chain:
+            return self._root[path]
 
-    @property
-    def v2(self) -> Chain:
-        return self._root.v2
+        def chain(self, path: str) -> Chain:
+            """The node for ``path``, e.g. ``client.chain("v3/pay/transactions/native")``."""
+            return self._root[path]
 
-    @property
-    def v3(self) -> Chain:
-        return self._root.v3
+        @property
+        def v2(self) -> Chain:
+            return self._root.v2
+
+        @property
+        def v3(self) -> Chain:
+            return self._root.v3
 
     # --- the pipeline -------------------------------------------------------------------
     @property
