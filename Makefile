@@ -1,9 +1,12 @@
 # Two entry points: `make demo` and `make test`. Both create .venv with python3 first.
+# `make test` lints once, then runs the suite on every supported Python it finds (3.10-3.13,
+# one .venv-3.X each; see .ci/test-matrix). PYTHONS="3.13" make test narrows it.
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
+export PY
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint venv dist bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -11,19 +14,25 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+venv: $(BIN)/.installed
+
 demo: $(BIN)/.installed
 	$(BIN)/python -m wechatpay_chain demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check wechatpay_chain tests tools $(wildcard bench)
-	$(BIN)/mypy wechatpay_chain
+	$(BIN)/ruff check wechatpay_chain tests tools .ci $(wildcard bench)
+	$(BIN)/mypy wechatpay_chain .ci/check_dist.py
 
 test: lint
-	$(BIN)/python -m pytest
+	.ci/test-matrix
+
+# The sdist and the wheel: built, checked (twine, contents) and the sdist's tests run on the wheel.
+dist: $(BIN)/.installed
+	$(BIN)/python .ci/check_dist.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf .venv .venv-3.* build dist *.egg-info

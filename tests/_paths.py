@@ -6,7 +6,8 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
-#: Real sample payloads (WeChat Pay answers, notifications, bills, a logo).
-FIXTURES = PROJECT.parent / "shared" / "fixtures"
+#: Real sample payloads (WeChat Pay answers, notifications, bills, a logo): inside the project,
+#: so that the tests of an unpacked sdist find them too.
+FIXTURES = TESTS / "fixtures"
 BENCH = PROJECT / "bench"
 BATCH_WORKER = TESTS / "_batch_worker.py"

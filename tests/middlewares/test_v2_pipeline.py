@@ -230,6 +230,20 @@ async def test_certificate_from_another_ca_fails_the_handshake(
     assert [r.template for r in wechatpay_tls_server.requests] == [QUERY]
 
 
+async def test_untrusted_server_certificate_is_reported_without_blaming_merchant_cert(
+    wechatpay_tls_server: FakeWechatPay,
+) -> None:
+    untrusting = TestCA("not the server's CA").client_context()
+    async with wechatpay_tls_server.client(verify=untrusting) as client:
+        with pytest.raises(httpx.TransportError) as info:
+            await client[SEND].post(security=True, xml=coupon(wechatpay_tls_server))
+    message = str(info.value)
+    assert "the server's certificate did not verify" in message
+    assert "verify=" in message
+    assert "merchant_cert" not in message
+    assert wechatpay_tls_server.requests == []
+
+
 async def test_another_merchants_certificate_is_refused(
     wechatpay_tls_server: FakeWechatPay, other_merchant: Merchant
 ) -> None:

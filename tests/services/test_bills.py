@@ -398,6 +398,7 @@ async def test_v2_sink_on_a_signed_endpoint(
     assert sink.getvalue() == b""
 
 
+@pytest.mark.slow
 def test_memory_benchmark_runs() -> None:
     import subprocess
     import sys

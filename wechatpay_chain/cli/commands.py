@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -17,9 +18,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import httpx
+
     from .._client import Client
 
-__all__ = ["register"]
+__all__ = [
+    "EXIT_API",
+    "EXIT_CODES_HELP",
+    "EXIT_LOCAL",
+    "EXIT_NETWORK",
+    "EXIT_VERIFICATION",
+    "HelpFormatter",
+    "OutputClosed",
+    "register",
+]
+
+#: WeChat Pay answered with an error (HTTP 4xx/5xx, or APIv2 ``FAIL``).
+EXIT_API = 1
+#: A usage or local problem: bad arguments, unreadable files, missing keys (argparse uses 2 too).
+EXIT_LOCAL = 2
+#: An answer, certificate or notification failed verification or decryption: do not trust it.
+EXIT_VERIFICATION = 3
+#: No answer: connection, TLS or timeout.
+EXIT_NETWORK = 4
+
+EXIT_CODES_HELP = f"""\
+exit status:
+  0  success
+  {EXIT_API}  WeChat Pay answered with an error (HTTP 4xx/5xx, APIv2 FAIL)
+  {EXIT_LOCAL}  usage or local error (bad arguments, unreadable file, missing key)
+  {EXIT_VERIFICATION}  verification failed (answer, certificate or notification signature,
+     decryption): the data must not be trusted
+  {EXIT_NETWORK}  no answer (connection, TLS or timeout)"""
 
 _APIV3_ENV = "WECHATPAY_APIV3_KEY"
 _SECRET_ENV = "WECHATPAY_SECRET"  # noqa: S105 - an environment variable's name
@@ -28,6 +58,54 @@ _KEY_PASSWORD_ENV = "WECHATPAY_PRIVATE_KEY_PASSWORD"  # noqa: S105 - a variable'
 
 class _Failure(Exception):
     """A problem the user must fix, printed without a traceback."""
+
+
+class OutputClosed(Exception):
+    """Standard output's reader went away (``| head``): not a failure of the command.
+
+    Not an ``OSError``, so that it cannot be mistaken for a failed network write.
+    """
+
+
+def _say(text: str = "") -> None:
+    """Write a line to standard output; a closed pipe becomes ``OutputClosed``."""
+    try:
+        sys.stdout.write(text + "\n")
+    except BrokenPipeError:
+        raise OutputClosed from None
+
+
+# The library's messages name its parameters; here they must name the flags that set them.
+_FLAGS = [
+    (re.compile(r"certs=\{'(PUB_KEY_ID_[^']*)': '[^']*'\}"), r"-c \1=pub_key.pem"),
+    (re.compile(r"\bbootstrap=False\b"), "--no-bootstrap"),
+    (re.compile(r"\bsecurity=True\b"), "--security"),
+    (re.compile(r"\bcerts\b"), "-c/--cert"),
+    (re.compile(r"\bapiv3_key\b"), f"--apiv3-key (or ${_APIV3_ENV})"),
+    (re.compile(r"\bsecret \(the APIv2 key\)"), f"--secret (the APIv2 key, or ${_SECRET_ENV})"),
+    (re.compile(r"\bmerchant_cert\b"), "--merchant-cert"),
+    (re.compile(r"\bmerchant_key\b"), "--merchant-key"),
+    (re.compile(r"\bprivate_key\b"), "-k/--private-key"),
+    (re.compile(r"\bmchid is required\b"), "-m/--mchid is required"),
+    (re.compile(r"\bverify=(?= |\)|$)"), "--cacert"),
+]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line paragraphs; keeps the layout of those written on several lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text  # zero-argument super() fails inside a generator before 3.12
+        return "\n\n".join(
+            paragraph if "\n" in paragraph else fill(paragraph, width, indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+def _in_flags(message: str) -> str:
+    for pattern, flag in _FLAGS:
+        message = pattern.sub(flag, message)
+    return message
 
 
 def _pair(value: str, sep: str, what: str) -> tuple[str, str]:
@@ -112,6 +190,12 @@ def _merchant_options(parser: argparse.ArgumentParser, *, v3_only: bool = True) 
     parser.add_argument(
         "--base-url", help="another host, e.g. a fake server for tests (default: WeChat Pay)"
     )
+    parser.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="CA certificates (PEM) to trust for HTTPS instead of the system's: a proxy's, a "
+        "test server's",
+    )
 
 
 def _trust_options(parser: argparse.ArgumentParser) -> None:
@@ -148,23 +232,50 @@ def _client(args: argparse.Namespace, **overrides: Any) -> Client:
             raise _Failure(f"${password_env} is not set (--private-key-password-env)")
     if getattr(args, "base_url", None):
         options["base_url"] = args.base_url
+    if getattr(args, "cacert", None):
+        import ssl
+
+        try:
+            options["verify"] = ssl.create_default_context(cafile=args.cacert)
+        except OSError as exc:  # ssl.SSLError too: not a PEM file
+            raise _Failure(f"--cacert {args.cacert}: {exc.strerror or exc}") from None
     options.update(overrides)
     return Client(**options)
 
 
 def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Errors the user can act on become one ``error:`` line and exit status 1."""
+    """Errors the user can act on become one ``error:`` line and an exit status by kind."""
 
     def run(args: argparse.Namespace) -> int:
         import httpx
 
-        from .._exceptions import WechatpayError
+        from .._exceptions import (
+            APIError,
+            DecryptionError,
+            PublicKeyOnlyError,
+            VerificationError,
+            WechatpayError,
+        )
 
+        status: int
         try:
             return handler(args)
-        except (_Failure, WechatpayError, httpx.HTTPError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except PublicKeyOnlyError as exc:  # our own advice, written for Python callers
+            message, status = _in_flags(str(exc)), EXIT_API
+        except APIError as exc:  # WeChat Pay's words: printed as they came
+            message, status = str(exc), EXIT_API
+        except (VerificationError, DecryptionError) as exc:
+            message, status = _in_flags(str(exc)), EXIT_VERIFICATION
+        except (_Failure, WechatpayError) as exc:
+            message, status = _in_flags(str(exc)), EXIT_LOCAL
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # --base-url, PATH
+            message, status = str(exc), EXIT_LOCAL
+        except httpx.HTTPError as exc:
+            message, status = _in_flags(str(exc)), EXIT_NETWORK
+        except OSError as exc:
+            message, status = str(exc), EXIT_LOCAL
+        print(f"error: {message}", file=sys.stderr)
+        return status
 
     return run
 
@@ -195,7 +306,7 @@ def _certificates_download(args: argparse.Namespace) -> int:
     for cert in certificates:
         path = folder / f"wechatpay_{cert.serial}.pem"
         _write_atomically(path, cert.pem)
-        print(
+        _say(
             f"{cert.serial}  effective {cert.effective_time:%Y-%m-%dT%H:%M:%SZ}  "
             f"expires {cert.expire_time:%Y-%m-%dT%H:%M:%SZ}  {path}"
         )
@@ -225,7 +336,9 @@ def _request(args: argparse.Namespace) -> int:
         options["xml"] = fields
     if args.security:
         options["security"] = True
-    client = _client(args)
+    from .._exceptions import APIError
+
+    client = _client(args, **_merchant_identity(args))
     try:
         if not v2 and client.config.platform_keys is None:
             if client.config.apiv3_key is None:
@@ -236,27 +349,45 @@ def _request(args: argparse.Namespace) -> int:
                 )
             client.certificates.refresh_sync()
         send = getattr(client.chain(path), f"{args.method.lower()}_sync")
-        response = send(**options)
+        try:
+            response = send(**options)
+        except APIError as exc:
+            if args.include:  # the error answer, as -i shows a successful one
+                _print_answer(exc.response, head=True)
+            raise
     finally:
         client.close()
-    if args.include:
-        print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
-        for name, value in response.headers.items():
-            print(f"{name}: {value}")
-        print()
-    _print_body(response.content)
+    _print_answer(response, head=args.include)
     return 0
+
+
+def _print_answer(response: httpx.Response, *, head: bool) -> None:
+    if head:
+        _say(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.items():
+            _say(f"{name}: {value}")
+        _say()
+    _print_body(response.content)
 
 
 def _print_body(content: bytes) -> None:
     try:
         document = json.loads(content)
     except ValueError:
-        sys.stdout.write(content.decode("utf-8", "replace"))
-        if content and not content.endswith(b"\n"):
-            sys.stdout.write("\n")
+        text = content.decode("utf-8", "replace")
+        _say(text[:-1] if text.endswith("\n") else text)
         return
-    print(json.dumps(document, ensure_ascii=False, indent=2))
+    _say(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def _merchant_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """``--merchant-cert``/``--merchant-key`` for ``--security`` calls (mutual TLS)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "merchant_cert", None):
+        options["merchant_cert"] = Path(args.merchant_cert)
+    if getattr(args, "merchant_key", None):
+        options["merchant_key"] = Path(args.merchant_key)
+    return options
 
 
 # --- notification verify -------------------------------------------------------------------
@@ -297,14 +428,14 @@ def _notification_verify(args: argparse.Namespace) -> int:
     try:
         if args.kind == "v2_pay":
             v2_pay = notifications.parse_v2_pay(body)
-            print(f"verified v2_pay notification {v2_pay!r}")
+            _say(f"verified v2_pay notification {v2_pay!r}")
             return 0
         if args.kind == "v2_refund":
             v2_refund = notifications.parse_v2_refund(body)
-            print(f"verified v2_refund notification {v2_refund!r}")
+            _say(f"verified v2_refund notification {v2_refund!r}")
             return 0
         if not args.headers:
-            raise _Failure("--headers is required for APIv3 notifications")
+            raise _Failure("--headers FILE is required for APIv3 notifications")
         headers = _read_headers(args.headers)
         now: float = time.time()
         if args.ignore_time:
@@ -313,16 +444,20 @@ def _notification_verify(args: argparse.Namespace) -> int:
                 now = float(stamp)
         notification = notifications.parse(headers, body, now=now)
     except NotificationError as exc:
-        print(f"rejected ({exc.reason}): {exc}", file=sys.stderr)
-        return 1
+        # str(exc) starts with the reason already: print it once.
+        detail = _in_flags(str(exc).removeprefix(f"{exc.reason}: "))
+        if exc.reason == "stale" and not args.ignore_time:
+            detail += "; to check a saved notification as of its own time, add --ignore-time"
+        print(f"rejected ({exc.reason}): {detail}", file=sys.stderr)
+        return EXIT_VERIFICATION
     finally:
         client.close()
-    print(
+    _say(
         f"verified: id={notification.id} event_type={notification.event_type} "
         f"create_time={notification.create_time} summary={notification.summary}"
     )
     if args.show_resource:
-        print(json.dumps(notification.resource, ensure_ascii=False, indent=2))
+        _say(json.dumps(notification.resource, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -347,6 +482,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "dates and the answer's signature, and write DIR/wechatpay_<serial>.pem. Without "
             "-c the answer is verified with the certificate it carries (bootstrap)."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=HelpFormatter,
     )
     _merchant_options(download)
     download.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
@@ -368,8 +505,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog=(
             "example: wechatpay-chain request v3/pay/transactions/out-trade-no/1217752501 "
             "--query mchid=1900000001 -m 1900000001 -s SERIAL -k apiclient_key.pem "
-            "-c PUB_KEY_ID_…=pub_key.pem"
+            "-c PUB_KEY_ID_…=pub_key.pem\n\n" + EXIT_CODES_HELP
         ),
+        formatter_class=HelpFormatter,
     )
     request.add_argument("path", help="e.g. v3/certificates or v3/refund/domestic/refunds")
     request.add_argument(
@@ -381,7 +519,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="HTTP method (default GET)",
     )
     request.add_argument(
-        "-q", "--query", action="append", type=_query, metavar="K=V", help="query parameter"
+        "--query", action="append", type=_query, metavar="K=V", help="query parameter; repeat"
     )
     request.add_argument(
         "-P",
@@ -400,7 +538,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     request.add_argument("--secret", help=f"APIv2 key (default: ${_SECRET_ENV})")
     request.add_argument(
-        "--security", action="store_true", help="APIv2 call that needs the merchant certificate"
+        "--security",
+        action="store_true",
+        help="APIv2 call that needs the merchant API certificate (--merchant-cert)",
+    )
+    request.add_argument(
+        "--merchant-cert",
+        metavar="FILE",
+        help="merchant API certificate for --security: apiclient_cert.pem or .p12",
+    )
+    request.add_argument(
+        "--merchant-key",
+        metavar="KEYFILE",
+        help="its key, when not the -k key (apiclient_key.pem)",
     )
     request.add_argument(
         "-i", "--include", action="store_true", help="print the status line and headers too"
@@ -422,8 +572,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description=(
             "Verify a notification saved as its headers and raw body: the signature (with -c "
             "keys) and, for APIv3, the decryption of its resource with the APIv3 key. Exit "
-            "status 0 when it checks out, 1 when it is rejected."
+            f"status 0 when it checks out, {EXIT_VERIFICATION} when it is rejected."
         ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=HelpFormatter,
     )
     verify.add_argument(
         "--headers",

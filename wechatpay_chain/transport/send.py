@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Awaitable
 
 import httpx
@@ -50,14 +52,40 @@ async def _send_secure(pool: Pool, request: Request, limit: int) -> httpx.Respon
             return await pool.send(request, limit)
         return await _send_full(pool, request, limit)
     except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError) as exc:
-        # TLS 1.3 reports a refused client certificate on the first read, as a bare error
-        # or as a disconnect.
         raise type(exc)(
-            f"security=True request to {httpx.URL(request.url).host} failed at the TLS "
-            f"layer or the connection dropped; if it persists, check that merchant_cert is "
-            f"the merchant's current API certificate ({type(exc).__name__}: {exc})",
+            f"security=True request to {httpx.URL(request.url).host} {_tls_failure(exc)} "
+            f"({type(exc).__name__}: {exc})",
             request=exc._request or httpx.Request(request.method, request.url),
         ) from exc
+
+
+def _tls_failure(exc: BaseException) -> str:
+    """What went wrong in a mutual-TLS exchange, blaming the merchant certificate only when the
+    server may be what refused it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Our side refused the server's certificate: merchant_cert played no part.
+            return (
+                "failed: the server's certificate did not verify "
+                f"({cause.verify_message}); check verify= (the trusted CA bundle)"
+            )
+        if isinstance(cause, ssl.SSLError):
+            if "ALERT" in str(cause).upper() or "CERTIFICATE_REQUIRED" in str(cause).upper():
+                return (
+                    "was refused by the server during the TLS handshake; check that "
+                    "merchant_cert is the merchant's current API certificate"
+                )
+            return "failed in the TLS handshake"
+        if isinstance(cause, ConnectionRefusedError | socket.gaierror):
+            return "could not connect"
+        cause = cause.__cause__ or cause.__context__
+    # TLS 1.3 reports a refused client certificate on the first read, as a bare error or as a
+    # disconnect; it is one guess among others, so it is worded as one.
+    return (
+        "failed at the TLS layer or the connection dropped; if it persists, check that "
+        "merchant_cert is the merchant's current API certificate"
+    )
 
 
 class Transmit:
