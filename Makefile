@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PY
 
-.PHONY: demo test lint venv dist bench clean
+.PHONY: demo test lint servers venv dist bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check wechatpay_chain tests tools .ci $(wildcard bench)
 	$(BIN)/mypy wechatpay_chain .ci/check_dist.py
 
-test: lint
+# The store tests need the PostgreSQL and Redis binaries (installed when missing, as root).
+servers:
+	.ci/servers
+
+test: lint servers
 	.ci/test-matrix
 
 # The sdist and the wheel: built, checked (twine, contents) and the sdist's tests run on the wheel.

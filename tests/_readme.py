@@ -3,7 +3,8 @@
 Every block runs as written unless the line right before its fence is a marker comment:
 
 - ``<!-- readme-test: skip REASON -->``: the block needs what a test cannot have (a real
-  merchant key file, a KMS, a database); it is still compiled, so its syntax cannot rot.
+  merchant key file, a KMS, a database); it is still compiled (as a fragment, so it may
+  ``await``), so its syntax cannot rot.
 - ``<!-- readme-test: mypy-errors -->``: the block shows what mypy says about wrong calls: it is
   not run; ``mypy --strict`` must report an error on every line ending in ``# error: MESSAGE``
   (MESSAGE among that line's messages) and nowhere else. Names as for ``setup client``.
@@ -165,8 +166,8 @@ PRELUDE_TYPES: dict[str, str] = {
 
 
 def compile_block(block: Block) -> Any:
-    """The block's code object; fragments (``setup``) may ``await`` at the top level."""
-    fragment = block.marker in ("setup", "mypy-errors")
+    """The block's code object; fragments (``setup``, ``skip``...) may ``await`` at the top."""
+    fragment = block.marker in ("setup", "mypy-errors", "skip")
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if fragment else 0
     # Line numbers in tracebacks are README lines.
     source = "\n" * (block.line - 1) + block.code

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from _paths import FIXTURES
+from _servers import postgres_dsn, redis_url  # noqa: F401 - session fixtures, started on use
 from hypothesis import HealthCheck, settings
 
 # Shared 2-core machines: a slow example is load, not a bug. Keep the checks, drop the clock.

@@ -12,6 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import anyio
 import httpx
@@ -25,12 +26,25 @@ __all__ = ["RateLimit"]
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
+class RateStore(Protocol):
+    """Keeps buckets outside the process (``wechatpay_chain.stores.RedisRateStore``).
+
+    ``wait`` reserves the next slot of bucket ``name`` and returns the seconds to wait; when
+    the store is unreachable it returns ``local()`` (this process's own bucket) or raises.
+    """
+
+    async def wait(
+        self, name: str, interval: float, tolerance: float, local: Callable[[], float]
+    ) -> float: ...
+
+
 class _Bucket:
     """A token bucket as a generic cell rate algorithm: one reservation per request."""
 
-    __slots__ = ("_lock", "_tat", "interval", "tolerance")
+    __slots__ = ("_lock", "_tat", "interval", "name", "tolerance")
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, name: str = "") -> None:
+        self.name = name
         self.interval = 1.0 / rate
         self.tolerance = (burst - 1) * self.interval
         self._tat = float("-inf")  # theoretical arrival time of the next request
@@ -60,6 +74,7 @@ class RateLimit:
     (every method of that template shares one budget) or ``"POST v3/…"`` (that method only).
     ``default`` paces every other endpoint, each on its own budget. ``burst`` requests may go
     at once before the pace applies. ``concurrency`` bounds the calls in flight per event loop.
+    ``store`` (e.g. ``stores.RedisRateStore``) shares the budgets with every process using it.
 
     A call first takes a concurrency slot, then waits for its turn at the endpoint's pace and
     is sent right away: the pace holds however slow or fast the answers are.
@@ -75,6 +90,7 @@ class RateLimit:
         "_resolved",
         "_semaphores",
         "_sleep",
+        "_store",
     )
 
     def __init__(
@@ -86,6 +102,7 @@ class RateLimit:
         burst: int = 1,
         clock: Callable[[], float] | None = None,
         sleep: Sleep | None = None,
+        store: RateStore | None = None,
     ) -> None:
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise InvalidArgumentError(f"burst must be an int >= 1, got {burst!r}")
@@ -96,11 +113,18 @@ class RateLimit:
         self._burst = burst
         self._buckets: dict[str, _Bucket] = {}
         for key, rate in (rates or {}).items():
-            self._buckets[self._endpoint(key)] = _Bucket(_positive(f"rates[{key!r}]", rate), burst)
+            name = self._endpoint(key)
+            self._buckets[name] = _Bucket(_positive(f"rates[{key!r}]", rate), burst, name)
         self._default = None if default is None else _positive("default", default)
         self._concurrency = concurrency
         self._clock = clock or time.monotonic
         self._sleep: Sleep = sleep or anyio.sleep
+        if store is not None and not callable(getattr(store, "wait", None)):
+            raise InvalidArgumentError(
+                f"store must be a RateStore (e.g. RedisRateStore), got {type(store).__name__}"
+            )
+        #: Shares the buckets with other processes (None: this process alone).
+        self._store = store
         #: (method, template) -> its bucket (None: not paced); filled on first use.
         self._resolved: dict[tuple[str, str], _Bucket | None] = {}
         # Weak: an entry goes with its loop (asyncio) or its run (trio's token), so a
@@ -141,7 +165,7 @@ class RateLimit:
             pass
         bucket = self._buckets.get(f"{method} {template}") or self._buckets.get(template)
         if bucket is None and self._default is not None:
-            bucket = _Bucket(self._default, self._burst)
+            bucket = _Bucket(self._default, self._burst, f"{method} {template}")
         return self._resolved.setdefault(key, bucket)
 
     def _semaphore(self, limit: int) -> anyio.Semaphore:
@@ -159,7 +183,16 @@ class RateLimit:
         """Wait for the next turn of ``method template`` (no concurrency slot taken)."""
         bucket = self._bucket(method, template)
         if bucket is not None:
-            wait = bucket.reserve(self._clock())
+            store = self._store
+            if store is None:
+                wait = bucket.reserve(self._clock())
+            else:
+                wait = await store.wait(
+                    bucket.name,
+                    bucket.interval,
+                    bucket.tolerance,
+                    lambda: bucket.reserve(self._clock()),
+                )
             if wait > 0:
                 await self._sleep(wait)
 

@@ -15,203 +15,45 @@ re-run on the same journal skips the items already done and sends the ones left 
 from __future__ import annotations
 
 import inspect
-import itertools
-import json
 import os
-import secrets
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sized
-from dataclasses import dataclass
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Generic, TextIO, cast
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from .._exceptions import APIError, InvalidArgumentError, WechatpayError
+from .._exceptions import InvalidArgumentError, WechatpayError
 from ..middlewares.retry import RetryPolicy
 from ..middlewares.stack import resilient_stack
-from .journal import Journal, JournalRow, Outcome, State
+from .batch_call import (
+    BatchCall,
+    BatchSummary,
+    S,
+    T,
+    _failure,
+    _NewKeys,
+    _success,
+    default_item_id,
+)
+from .journal import Journal, Outcome
 from .progress import Progress, progress_stream
-from .session import Session
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ..middlewares.ratelimit import RateLimit
+    from ..stores.journal import PostgresJournal
 
 __all__ = ["BatchCall", "BatchSummary", "Batches", "run_batch"]
-
-if sys.version_info >= (3, 13):
-    from typing import TypeVar
-else:
-    from typing_extensions import TypeVar
-
-T = TypeVar("T")
-#: The client type a batch sends with; ``BatchCall[str]`` leaves it open (``Any``).
-S = TypeVar("S", bound=Session, default=Any)
 
 _CHUNK = 256  # items claimed per journal transaction, at most
 _FLUSH = 256  # outcomes buffered before they are written
 _TICK = 0.2  # seconds between progress redraws
 _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
-
-
-class BatchCall(Generic[T, S]):
-    """One item's call: what ``send`` receives.
-
-    Put ``idempotency_key`` in the request's ``out_…_no`` field: it is the same on every run
-    for this item, so WeChat Pay answers a resend with the first send's result. Send through
-    ``client``: it carries the batch's retry policy and rate limits.
-    """
-
-    __slots__ = ("client", "idempotency_key", "item", "item_id", "resent")
-
-    def __init__(
-        self, item: T, item_id: str, idempotency_key: str, client: S, resent: bool
-    ) -> None:
-        self.item = item
-        self.item_id = item_id
-        self.idempotency_key = idempotency_key
-        self.client = client
-        #: True when an earlier run may already have sent this item (same key).
-        self.resent = resent
-
-    def __repr__(self) -> str:
-        # Item ids are often openids: kept out of reprs, which end up in logs.
-        return f"<BatchCall idempotency_key={self.idempotency_key!r} resent={self.resent}>"
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What a batch run did. Per-item results stay in the journal: see ``export``."""
-
-    journal: Journal
-    run: int
-    #: Items read from the input, and how many of them were sent in this run.
-    total: int
-    sent: int
-    succeeded: int
-    #: Sent in this run without success: answered with an error, or not answered at all
-    #: (a read timeout, a dropped connection: left ``sending``, sent again next run).
-    failed: int
-    #: Done in an earlier run (or failed there, with ``retry_failed=False``): not sent.
-    skipped: int
-    #: Left in flight (or failed) by an earlier run and sent again with their recorded key.
-    resent: int
-    #: The same item id again within this run: not sent twice.
-    duplicates: int
-    #: In flight in an earlier run but absent from this run's input: still unresolved.
-    unresolved: int
-    elapsed: float
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed and nothing from an earlier run is left unresolved."""
-        return self.failed == 0 and self.unresolved == 0
-
-    @property
-    def rate(self) -> float:
-        """Items sent per second."""
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.total} items: {self.succeeded} ok, {self.failed} failed, "
-            f"{self.skipped} skipped, {self.resent} resent, {self.duplicates} duplicates, "
-            f"{self.unresolved} unresolved; {self.sent} sent in {self.elapsed:.1f} s "
-            f"({self.rate:.0f}/s)"
-        )
-
-    def export(
-        self,
-        target: str | os.PathLike[str] | IO[str],
-        *,
-        format: Literal["csv", "jsonl"] | None = None,
-        state: State | None = None,
-    ) -> int:
-        """Write every journaled item (or those in ``state``) as CSV or JSON Lines."""
-        return self.journal.export(target, format=format, state=state)
-
-    def failures(self) -> list[JournalRow]:
-        """The items whose last send failed, with their errors: those answered with an
-        error (``failed``), then those left without an answer (``sending``, outcome
-        unknown: the next run sends them again with the same key)."""
-        unknown = [row for row in self.journal.rows("sending") if row.error]
-        return list(self.journal.rows("failed")) + unknown
-
-
-def default_item_id(item: object) -> str:
-    """A str or int is its own id; other JSON-able items are identified by their JSON."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(item)
-    try:
-        return json.dumps(item, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(
-            f"batch items of type {type(item).__name__} need item_id=: a function giving each "
-            "item a stable, unique str id"
-        ) from None
-
-
-class _NewKeys:
-    """32 hex characters: a random prefix per run, then a counter.
-
-    Unique (the journal enforces it), short enough for every ``out_…_no`` field, and
-    increasing within a run, so the journal's key index grows at its end.
-    """
-
-    __slots__ = ("_count", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(8)
-        self._count = itertools.count(1)
-
-    def __call__(self, item: object) -> str:
-        return f"{self._prefix}{next(self._count):016x}"
-
-
-def _success(item_id: str, result: object) -> Outcome:
-    status: int | None = None
-    request_id: str | None = None
-    text: str | None = None
-    if isinstance(result, httpx.Response):
-        status = result.status_code
-        request_id = result.headers.get("Request-ID")
-        if "json" in result.headers.get("Content-Type", ""):
-            try:
-                text = result.content.decode("utf-8") or None  # parsed when read back
-            except (httpx.ResponseNotRead, UnicodeDecodeError):
-                text = None
-    else:
-        try:
-            text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError):
-            text = None  # not JSON-able: the outcome is kept, the value is not
-    return ("done", status, request_id, text, None, time.time(), item_id)
-
-
-#: Transport errors after which nothing can have reached WeChat Pay.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _failure(item_id: str, error: BaseException) -> Outcome:
-    """A failed send. One whose request may have been processed (no answer: a read
-    timeout, a dropped connection) stays ``sending`` in the journal, with its error: its
-    outcome is unknown, so the next run sends it again with the same key (WeChat Pay
-    de-duplicates on it) even with ``retry_failed=False``."""
-    status = request_id = None
-    if isinstance(error, APIError):
-        status, request_id = error.status_code, error.request_id
-    error_text = f"{type(error).__name__}: {error}"
-    unknown = isinstance(error, httpx.TransportError) and not isinstance(error, _NOT_SENT)
-    state = "sending" if unknown else "failed"
-    return (state, status, request_id, None, error_text, time.time(), item_id)
 
 
 _Work = tuple[T, str, str, bool]
@@ -468,7 +310,7 @@ async def run_batch(
     send: Callable[[BatchCall[T, S]], Awaitable[Any]],
     items: Iterable[T] | AsyncIterable[T],
     *,
-    journal: str | os.PathLike[str] | Journal,
+    journal: str | os.PathLike[str] | Journal | PostgresJournal,
     concurrency: int = 16,
     item_id: Callable[[T], str] | None = None,
     key: Callable[[T], str] | None = None,
@@ -487,10 +329,30 @@ async def run_batch(
         )
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    store = journal if isinstance(journal, Journal) else Journal(journal)
     stream = progress_stream(progress)
     if total is None and isinstance(items, Sized):
         total = len(items)
+    if not isinstance(journal, Journal | os.PathLike):
+        # A PostgreSQL journal (or its DSN): several workers run the batch together.
+        from ..stores.journal import shared_journal
+
+        shared = shared_journal(journal)
+        if shared is not None:
+            from ..stores.batch import SharedRunner
+
+            return await SharedRunner(
+                _batch_client(client, retry, rate_limit),
+                send,
+                items,
+                shared,
+                concurrency,
+                item_id or default_item_id,
+                key or _NewKeys(),
+                retry_failed,
+                Progress(stream, total) if stream is not None else None,
+            ).run()
+    # Journal() names the wrong type when it is neither a path nor a PostgreSQL journal.
+    store = journal if isinstance(journal, Journal) else Journal(cast("str", journal))
     runner = _Runner(
         _batch_client(client, retry, rate_limit),
         send,
@@ -513,7 +375,8 @@ class Batches(Generic[S]):
     ``call`` is a :class:`BatchCall` (the item, its idempotency key, and the client to send
     with). Options:
 
-    - ``journal``: the SQLite file recording every item (required; ``":memory:"`` for none);
+    - ``journal``: the SQLite file recording every item (required; ``":memory:"`` for none),
+      or a ``postgresql://`` DSN / ``PostgresJournal`` that several workers share;
     - ``item_id``: a stable id per item (default: the item itself if str/int, else its JSON);
     - ``key``: the idempotency key of a new item (default: 32 hex characters, unique);
     - ``retry``: the retry policy (default: the client's, or ``RetryPolicy()``); False for none;
@@ -540,7 +403,7 @@ class Batches(Generic[S]):
         send: Callable[[BatchCall[T, S]], Awaitable[Any]],
         items: Iterable[T] | AsyncIterable[T],
         *,
-        journal: str | os.PathLike[str] | Journal,
+        journal: str | os.PathLike[str] | Journal | PostgresJournal,
         concurrency: int = 16,
         item_id: Callable[[T], str] | None = None,
         key: Callable[[T], str] | None = None,
