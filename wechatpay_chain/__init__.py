@@ -73,7 +73,7 @@ __all__ = [
     "WechatpayError",
     "read_bill",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Names that moved out of the top level: still importable from here, with a warning.
 _MOVED = {
