@@ -19,7 +19,6 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Sized
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TextIO, cast
 
 import anyio
@@ -30,8 +29,10 @@ from .._exceptions import InvalidArgumentError, WechatpayError
 from ..middlewares.retry import RetryPolicy
 from ..middlewares.stack import resilient_stack
 from .batch_call import (
+    CHUNK,
     BatchCall,
     BatchSummary,
+    InputRunner,
     S,
     T,
     _failure,
@@ -43,14 +44,14 @@ from .journal import Journal, Outcome
 from .progress import Progress, progress_stream
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
     from ..middlewares.ratelimit import RateLimit
     from ..stores.journal import PostgresJournal
 
 __all__ = ["BatchCall", "BatchSummary", "Batches", "run_batch"]
 
-_CHUNK = 256  # items claimed per journal transaction, at most
+_CHUNK = CHUNK
 _FLUSH = 256  # outcomes buffered before they are written
 _TICK = 0.2  # seconds between progress redraws
 _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
@@ -59,7 +60,7 @@ _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
 _Work = tuple[T, str, str, bool]
 
 
-class _Runner(Generic[T, S]):
+class _Runner(InputRunner[T], Generic[T, S]):
     """One run: ``concurrency`` workers share a queue of claimed items and refill it.
 
     A worker that finds the queue empty takes the next chunk of input, has the journal
@@ -153,43 +154,6 @@ class _Runner(Generic[T, S]):
     def _counts(self) -> tuple[int, int, int, int]:
         ok, failed = self.succeeded, self.failed
         return ok + failed + self.skipped + self.duplicates, ok, failed, self.skipped
-
-    async def _guard(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """Run a task; a bug (not a failed call) stops the whole batch and is raised."""
-        try:
-            await task(*args)
-        except Exception as exc:
-            if self.fatal is None:
-                self.fatal = exc
-            assert self.scope is not None
-            self.scope.cancel()
-
-    async def _read(self, items: AsyncIterable[T], tx: MemoryObjectSendStream[T]) -> None:
-        async with tx:
-            async for item in items:
-                await tx.send(item)
-
-    async def _next_chunk(self) -> list[T]:
-        if self.source is not None:
-            chunk = list(islice(self.source, _CHUNK))
-            if len(chunk) < _CHUNK:
-                self.exhausted = True
-            return chunk
-        assert self.stream is not None
-        try:
-            chunk = [await self.stream.receive()]
-        except anyio.EndOfStream:
-            self.exhausted = True
-            return []
-        while len(chunk) < _CHUNK:
-            try:
-                chunk.append(self.stream.receive_nowait())
-            except anyio.WouldBlock:
-                break
-            except anyio.EndOfStream:
-                self.exhausted = True
-                break
-        return chunk
 
     async def _refill(self) -> None:
         """Claim the next chunk of input in the journal and queue what is to be sent."""

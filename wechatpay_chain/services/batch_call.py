@@ -12,9 +12,12 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, Generic, Literal
 
+import anyio
 import httpx
 
 from .._exceptions import APIError, InvalidArgumentError
@@ -22,9 +25,11 @@ from .journal import JournalRow, Outcome, State
 from .session import Session
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
     from ..stores.base import JournalReader
 
-__all__ = ["BatchCall", "BatchSummary", "default_item_id"]
+__all__ = ["CHUNK", "BatchCall", "BatchSummary", "InputRunner", "default_item_id"]
 
 if sys.version_info >= (3, 13):
     from typing import TypeVar
@@ -196,3 +201,58 @@ def _failure(item_id: str, error: BaseException) -> Outcome:
     unknown = isinstance(error, httpx.TransportError) and not isinstance(error, _NOT_SENT)
     state = "sending" if unknown else "failed"
     return (state, status, request_id, None, error_text, time.time(), item_id)
+
+
+#: Input items taken per step (claimed per journal transaction, at most).
+CHUNK = 256
+
+
+class InputRunner(Generic[T]):
+    """What both runners share: their input read a chunk at a time, their tasks guarded.
+
+    A subclass sets ``source`` (a plain iterable's iterator) or ``stream`` (fed by ``_read``
+    from an async iterable), and ``scope``, the task group's cancel scope.
+    """
+
+    source: Iterator[T] | None
+    stream: MemoryObjectReceiveStream[T] | None
+    exhausted: bool
+    fatal: BaseException | None
+    scope: anyio.CancelScope | None
+
+    async def _guard(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a task; a bug (not a failed call) stops the whole batch and is raised."""
+        try:
+            await task(*args)
+        except Exception as exc:
+            if self.fatal is None:
+                self.fatal = exc
+            assert self.scope is not None
+            self.scope.cancel()
+
+    async def _read(self, items: AsyncIterable[T], tx: MemoryObjectSendStream[T]) -> None:
+        async with tx:
+            async for item in items:
+                await tx.send(item)
+
+    async def _next_chunk(self) -> list[T]:
+        if self.source is not None:
+            chunk = list(islice(self.source, CHUNK))
+            if len(chunk) < CHUNK:
+                self.exhausted = True
+            return chunk
+        assert self.stream is not None
+        try:
+            chunk = [await self.stream.receive()]
+        except anyio.EndOfStream:
+            self.exhausted = True
+            return []
+        while len(chunk) < CHUNK:
+            try:
+                chunk.append(self.stream.receive_nowait())
+            except anyio.WouldBlock:
+                break
+            except anyio.EndOfStream:
+                self.exhausted = True
+                break
+        return chunk

@@ -16,14 +16,20 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
 
 from .._exceptions import InvalidArgumentError, WechatpayError
-from ..services.batch_call import BatchCall, BatchSummary, _failure, _success
+from ..services.batch_call import (
+    CHUNK,
+    BatchCall,
+    BatchSummary,
+    InputRunner,
+    _failure,
+    _success,
+)
 from ..services.journal import Outcome
 from ..services.progress import Progress
 from ..services.session import Session
@@ -39,7 +45,7 @@ T = TypeVar("T")
 #: (item JSON, item id, idempotency key, resent)
 _Work = tuple[str, str, str, bool]
 
-_CHUNK = 256  # input items loaded per statement
+_CHUNK = CHUNK  # input items loaded per statement
 _FLUSH = 256  # outcomes buffered before they are written
 _FLUSH_INTERVAL = 1.0  # seconds an outcome may wait in the buffer
 _DRAW = 0.5  # seconds between progress redraws (each one counts the batch in the database)
@@ -60,7 +66,7 @@ def _item_json(item: object) -> str:
         ) from None
 
 
-class SharedRunner(Generic[T]):
+class SharedRunner(InputRunner[T]):
     """One worker's part of a shared batch (see the module docstring)."""
 
     def __init__(
@@ -162,42 +168,6 @@ class SharedRunner(Generic[T]):
         if self.progress is not None:
             self.progress.total = sum(counts.values())
         return ok + failed, ok, failed, 0
-
-    async def _guard(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
-        try:
-            await task(*args)
-        except Exception as exc:
-            if self.fatal is None:
-                self.fatal = exc
-            assert self.scope is not None
-            self.scope.cancel()
-
-    async def _read(self, items: AsyncIterable[T], tx: MemoryObjectSendStream[T]) -> None:
-        async with tx:
-            async for item in items:
-                await tx.send(item)
-
-    async def _next_chunk(self) -> list[T]:
-        if self.source is not None:
-            chunk = list(islice(self.source, _CHUNK))
-            if len(chunk) < _CHUNK:
-                self.exhausted = True
-            return chunk
-        assert self.stream is not None
-        try:
-            chunk = [await self.stream.receive()]
-        except anyio.EndOfStream:
-            self.exhausted = True
-            return []
-        while len(chunk) < _CHUNK:
-            try:
-                chunk.append(self.stream.receive_nowait())
-            except anyio.WouldBlock:
-                break
-            except anyio.EndOfStream:
-                self.exhausted = True
-                break
-        return chunk
 
     async def _load(self) -> None:
         chunk = await self._next_chunk()
