@@ -90,6 +90,7 @@ async def test_a_dsn_journal_sends_every_item_once_and_reports_the_whole_batch(
     assert json.loads(out.getvalue().splitlines()[0])["item_id"] == "o-0000"
     assert journal.export(tmp_path / "all.csv") == 300
     assert (tmp_path / "all.csv").read_text().count("\n") == 301
+    assert (tmp_path / "all.csv").stat().st_mode & 0o777 == 0o600  # it holds every answer
 
     # Run again: everything is done already; nothing is sent.
     before = len(posts(wechatpay_server))

@@ -354,21 +354,31 @@ class Journal:
         The format comes from ``format`` or the file name (``.csv``, ``.jsonl``). In CSV the
         result is a JSON text in its column.
         """
-        if isinstance(target, str | os.PathLike):
-            name = os.fspath(target)
-            kind = format or _FORMATS.get(Path(name).suffix.lower())
-            if kind is None:
-                raise InvalidArgumentError(
-                    "export needs format='csv' or 'jsonl' (or a .csv/.jsonl file name)"
-                )
-            _check_format(kind)
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with open(fd, "w", encoding="utf-8", newline="") as out:
-                return _write(out, self.rows(state), kind)
-        if format is None:
-            raise InvalidArgumentError("export to a stream needs format='csv' or 'jsonl'")
-        _check_format(format)
-        return _write(target, self.rows(state), format)
+        return export_rows(self.rows(state), target, format)
+
+
+def export_rows(
+    rows: Iterator[JournalRow],
+    target: str | os.PathLike[str] | IO[str],
+    format: Literal["csv", "jsonl"] | None,
+) -> int:
+    """Write ``rows`` as CSV or JSON Lines to a path (created 0600: it holds every answer, as
+    path sinks do) or a text stream; the count written."""
+    if isinstance(target, str | os.PathLike):
+        name = os.fspath(target)
+        kind = format or _FORMATS.get(Path(name).suffix.lower())
+        if kind is None:
+            raise InvalidArgumentError(
+                "export needs format='csv' or 'jsonl' (or a .csv/.jsonl file name)"
+            )
+        _check_format(kind)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8", newline="") as out:
+            return _write(out, rows, kind)
+    if format is None:
+        raise InvalidArgumentError("export to a stream needs format='csv' or 'jsonl'")
+    _check_format(format)
+    return _write(target, rows, format)
 
 
 def _create_private(path: str) -> None:

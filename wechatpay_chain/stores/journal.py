@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any, Literal
 
 from .._exceptions import InvalidArgumentError
-from ..services.journal import _COLUMNS, _FORMATS, JournalRow, Outcome, _check_format, _row, _write
+from ..services.journal import _COLUMNS, JournalRow, Outcome, _row, export_rows
 from ._postgres import PostgresPool, is_dsn
 from .base import StoreUnavailableError
 
@@ -333,20 +333,7 @@ class PostgresJournal:
         state: State | None = None,
     ) -> int:
         """Write the batch's items (or those in ``state``) as CSV or JSON Lines."""
-        if isinstance(target, str | os.PathLike):
-            name = os.fspath(target)
-            kind = format or _FORMATS.get(os.path.splitext(name)[1].lower())
-            if kind is None:
-                raise InvalidArgumentError(
-                    "export needs format='csv' or 'jsonl' (or a .csv/.jsonl file name)"
-                )
-            _check_format(kind)
-            with open(name, "w", encoding="utf-8", newline="") as out:
-                return _write(out, self.rows(state), kind)
-        if format is None:
-            raise InvalidArgumentError("export to a stream needs format='csv' or 'jsonl'")
-        _check_format(format)
-        return _write(target, self.rows(state), format)
+        return export_rows(self.rows(state), target, format)
 
 
 def _is_key_clash(exc: BaseException) -> bool:
