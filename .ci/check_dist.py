@@ -118,7 +118,8 @@ def main() -> None:
         if not where.startswith(str(env)):
             fail(f"the wheel is not what the tests import: {where}")
         tests = [unpacked / name for name in args.tests.split()]
-        run(env / "bin" / "pytest", "-q", "-p", "no:cacheprovider", *tests, cwd=work)
+        # Without -q: the run (the last of CI) ends on pytest's "N passed" line.
+        run(env / "bin" / "pytest", "-p", "no:cacheprovider", *tests, cwd=work)
 
 
 if __name__ == "__main__":
