@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from .._exceptions import APIError, InvalidArgumentError, VerificationError
+from ..protocol import jsonsafe
 from ..protocol import v2 as _v2
 from ..protocol.request import Request
 from ..protocol.transformer import Transformer
@@ -35,7 +35,7 @@ def json_answer(request: Request, response: httpx.Response) -> Any:
     A body that cannot be read is ``APIError`` on a 4xx/5xx, ``VerificationError`` on a 2xx.
     """
     try:
-        return json.loads(response.content)
+        return jsonsafe.loads(response.content)
     except (ValueError, RecursionError, httpx.ResponseNotRead):
         if response.status_code >= 400:
             raise APIError(
@@ -99,7 +99,7 @@ def v3_error(response: httpx.Response) -> APIError:
     message = response.reason_phrase or "error"
     detail: Any = None
     try:
-        data = json.loads(response.content) if response.content else None
+        data = jsonsafe.loads(response.content) if response.content else None
     except (ValueError, RecursionError, httpx.ResponseNotRead):
         # Not JSON, invalid UTF-8, an over-long number, or nesting deep enough to exhaust
         # the parser: the status alone is reported.

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ..protocol import jsonsafe
 from ..protocol import v2 as _v2
 from .pipeline import Handler, Request
 
@@ -133,7 +134,7 @@ def _failure_code(request: Request, response: httpx.Response) -> str | None:
     if response.status_code < 400:
         return None
     try:
-        data = response.json()
+        data = jsonsafe.loads(response.content)
     except (ValueError, RecursionError, httpx.ResponseNotRead, UnicodeDecodeError):
         return None
     code = data.get("code") if isinstance(data, dict) else None

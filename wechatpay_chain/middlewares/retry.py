@@ -40,6 +40,7 @@ import anyio
 import httpx
 
 from .._exceptions import InvalidArgumentError
+from ..protocol import jsonsafe
 from ..protocol import v2 as _v2
 from .errors import answer_fields
 from .pipeline import Handler, Request, Sleep
@@ -405,7 +406,7 @@ def _random_fraction() -> float:
 
 def _v3_code(response: httpx.Response) -> str | None:
     try:
-        data = response.json()
+        data = jsonsafe.loads(response.content)
     except (ValueError, RecursionError, httpx.ResponseNotRead, UnicodeDecodeError):
         return None
     code = data.get("code") if isinstance(data, dict) else None

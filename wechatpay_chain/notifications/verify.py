@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -16,6 +15,7 @@ from .._exceptions import (
     NotificationError,
     VerificationError,
 )
+from ..protocol import jsonsafe
 from ..protocol import v2 as _v2
 from ..protocol import v3 as _v3
 from ..protocol.transformer import Transformer
@@ -215,7 +215,7 @@ class Notifications:
     @staticmethod
     def _decrypt_v3(raw: bytes, apiv3_key: bytes) -> Notification:
         try:
-            document = json.loads(raw)
+            document = jsonsafe.loads(raw)
         except (ValueError, RecursionError, UnicodeDecodeError):
             raise NotificationError("malformed", "body is not JSON") from None
         if not isinstance(document, dict):
@@ -249,7 +249,7 @@ class Notifications:
         except DecryptionError as exc:
             raise NotificationError("bad_ciphertext", str(exc)) from None
         try:
-            decrypted = json.loads(plaintext)
+            decrypted = jsonsafe.loads(plaintext)
         except (ValueError, RecursionError, UnicodeDecodeError):
             raise NotificationError("malformed", "decrypted resource is not JSON") from None
         if not isinstance(decrypted, dict):

@@ -10,7 +10,6 @@ dates are never trusted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .. import crypto
 from .._exceptions import DecryptionError, InvalidArgumentError, VerificationError
 from ..crypto.platform import PlatformKey, PlatformKeys
+from . import jsonsafe
 from . import v3 as _v3
 
 __all__ = ["PlatformCertificate", "check_against", "decrypt_certificates", "verify_download"]
@@ -100,7 +100,7 @@ def decrypt_certificates(
     does not decrypt raises: nothing of such an answer is trusted.
     """
     try:
-        payload = json.loads(body)
+        payload = jsonsafe.loads(body)
     except (ValueError, RecursionError):
         raise VerificationError("v3/certificates answer is not JSON") from None
     entries = payload.get("data") if isinstance(payload, dict) else None
